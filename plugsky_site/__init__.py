@@ -1,0 +1,5 @@
+"""The Plugsky Django project."""
+
+from plugsky_site.celery import app as celery_app
+
+__all__ = ["celery_app"]
