@@ -1,0 +1,45 @@
+"""One UsageRecord per API call: what billing prices and what the dashboard shows."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from apps.accounts.models import Organization
+from apps.keys.models import APIKey
+
+
+class UsageRecord(models.Model):
+    request_id = models.CharField(max_length=64, unique=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="usage_records"
+    )
+    api_key = models.ForeignKey(
+        APIKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
+    )
+    endpoint = models.CharField(max_length=32)  # "chat.completions", "completions", "embeddings"
+    model = models.CharField(max_length=128)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    status = models.PositiveSmallIntegerField()  # the HTTP status the caller saw
+    error_code = models.CharField(max_length=64, blank=True)
+    is_stream = models.BooleanField(default=False)
+    is_client_disconnect = models.BooleanField(default=False)
+    is_tester = models.BooleanField(default=False)  # in-browser tester traffic
+    end_user = models.CharField(max_length=256, blank=True)  # the request's `user` field
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(fields=["api_key", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.prompt_tokens}+{self.completion_tokens}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
