@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.gateway",
     "apps.usage",
+    "apps.billing",
 ]
 
 MIDDLEWARE = [
@@ -106,7 +107,18 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "usage-rollup": {"task": "apps.usage.tasks.usage_rollup_recent", "schedule": 600},
+    "billing-holds-release-stale": {
+        "task": "apps.billing.tasks.billing_holds_release_stale",
+        "schedule": 60,
+    },
+    "billing-low-balance": {
+        "task": "apps.billing.tasks.billing_low_balance_notify",
+        "schedule": 300,
+    },
+    "billing-reconcile": {"task": "apps.billing.tasks.billing_reconcile", "schedule": 3600},
+}
 
 # --- Auth ----------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -139,6 +151,26 @@ API_KEY_LAST_USED_RESOLUTION_S = env_int("API_KEY_LAST_USED_RESOLUTION_S", 60)
 PLUGSKY_CATALOG_FILE = env_str("PLUGSKY_CATALOG_FILE")
 # Which built-in models the local engine loads ("all", or a comma-separated list of ids).
 PLUGSKY_LOCAL_MODELS = env_list("PLUGSKY_LOCAL_MODELS", ["all"])
+
+# --- Billing ------------------------------------------------------------------------------------
+# Top-ups are configured only when STRIPE_SECRET_KEY is set; amounts are US cents at Stripe.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+STRIPE_CURRENCY = "usd"
+if IS_PRODUCTION and STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY")
+BILLING_TOPUP_PRESETS_CENTS = [
+    int(c) for c in env_list("BILLING_TOPUP_PRESETS_CENTS", ["1000", "2500", "5000", "10000"])
+]
+BILLING_TOPUP_MIN_CENTS = env_int("BILLING_TOPUP_MIN_CENTS", 500)
+BILLING_TOPUP_MAX_CENTS = env_int("BILLING_TOPUP_MAX_CENTS", 100_000)
+BILLING_TRIAL_CREDIT_MICROS = 5_000_000  # $5.00, once per organization
+# A hold not settled within this time belongs to a dead process and is released by beat.
+BILLING_HOLD_TTL_S = env_int("BILLING_HOLD_TTL_S", 900)
+# One email per organization each time its balance falls below one of these ($1.00, $0.10).
+LOW_BALANCE_THRESHOLDS_MICROS = [
+    int(t) for t in env_list("LOW_BALANCE_THRESHOLDS_MICROS", ["1000000", "100000"])
+]
 
 LOGGING = {
     "version": 1,

@@ -9,5 +9,6 @@ urlpatterns = [
     path("readyz", health.readyz),
     path("v1/", include("apps.gateway.urls")),
     re_path(r"^v1$", unknown_v1_path),
+    path("billing/", include("apps.billing.urls")),
     path("admin/", admin.site.urls),
 ]

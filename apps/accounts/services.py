@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from apps.accounts.models import Membership, Organization, Role, User
+from apps.billing.services import trial_grant
 
 
 @transaction.atomic
@@ -22,9 +23,10 @@ def user_create(*, email: str, password: str | None = None, **fields: Any) -> Us
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, is_personal: bool = False) -> Organization:
-    """Create an organization with its first owner."""
+    """Create an organization with its first owner and its trial credit."""
     organization = Organization.objects.create(name=name, is_personal=is_personal)
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    trial_grant(organization=organization)
     return organization
 
 

@@ -1,13 +1,135 @@
-"""Serves catalog entries with LocalRoute on the in-process local engine."""
+"""Serves catalog entries with a LocalRoute on the in-process local engine.
+
+One runtime per weight file, created on first use and kept warm: llama.cpp for GGUF chat and
+completion models, and the embedding engines. Loading (SHA-256 check included) happens in a
+worker thread so the event loop never waits on it.
+"""
 
 from __future__ import annotations
 
-from apps.catalog.entries import CatalogEntry
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apps.catalog.entries import CatalogEntry, LocalRoute
+from apps.providers.errors import ProviderError
+from apps.providers.local import (
+    BUILTIN_WEIGHTS,
+    E5Embedder,
+    EngineError,
+    LlamaRuntime,
+    MiniLMEmbedder,
+    WeightSource,
+    is_installed,
+    resolve_weights,
+)
+
+Embedder = E5Embedder | MiniLMEmbedder
+
+
+def _source(route: LocalRoute) -> WeightSource:
+    if route.sha256:  # an operator-supplied file with its pinned digest
+        return WeightSource(
+            path=route.weights, sha256=route.sha256, filename=Path(route.weights).name
+        )
+    return BUILTIN_WEIGHTS[route.weights]
+
+
+def _provider_error(failure: EngineError) -> ProviderError:
+    return ProviderError(
+        failure.message, status=failure.status, code=failure.code, param=failure.param
+    )
 
 
 class LocalProvider:
+    def __init__(self) -> None:
+        self._engines: dict[str, LlamaRuntime | Embedder] = {}
+        # A thread lock, not an asyncio one: requests may arrive on different event loops.
+        self._loading = threading.Lock()
+
     def is_available(self, entry: CatalogEntry) -> bool:
-        return True
+        try:
+            return is_installed(_source(entry.route))
+        except KeyError:
+            return False
+
+    async def _engine(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
+        engine = self._engines.get(entry.id)
+        if engine is not None:
+            return engine
+        return await asyncio.to_thread(self._load_once, entry)
+
+    def _load_once(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
+        with self._loading:
+            if entry.id not in self._engines:
+                self._engines[entry.id] = self._load(entry)
+            return self._engines[entry.id]
+
+    def _load(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
+        route = entry.route
+        try:
+            path = resolve_weights(_source(route))
+        except Exception as failure:
+            raise ProviderError(
+                f"The model `{entry.id}` cannot be loaded: {failure}",
+                status=503,
+                code="model_unavailable",
+            ) from failure
+        if route.runtime == "llama":
+            return LlamaRuntime(
+                path,
+                n_ctx=entry.context_length * route.parallel_slots,
+                n_parallel=route.parallel_slots,
+            )
+        if route.runtime == "e5":
+            return E5Embedder(path)
+        if route.runtime == "minilm":
+            return MiniLMEmbedder(path)
+        raise ProviderError(f"unknown runtime {route.runtime!r}", status=500)
+
+    async def _llama(self, entry: CatalogEntry) -> LlamaRuntime:
+        engine = await self._engine(entry)
+        assert isinstance(engine, LlamaRuntime)
+        return engine
+
+    async def chat_stream(
+        self, entry: CatalogEntry, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        runtime = await self._llama(entry)
+        async for chunk in _translated(runtime.chat_stream(body)):
+            yield chunk
+
+    async def complete_stream(
+        self, entry: CatalogEntry, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        runtime = await self._llama(entry)
+        async for chunk in _translated(runtime.complete_stream(body)):
+            yield chunk
+
+    async def embed(
+        self, entry: CatalogEntry, inputs: list[str] | list[list[int]]
+    ) -> tuple[np.ndarray, int]:
+        engine = await self._engine(entry)
+        assert not isinstance(engine, LlamaRuntime)
+        try:
+            return await engine.embed(inputs)
+        except EngineError as failure:
+            raise _provider_error(failure) from None
+
+
+async def _translated(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Engine errors as ProviderError; closing this closes the engine stream (frees the slot)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except EngineError as failure:
+        raise _provider_error(failure) from None
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 LOCAL_PROVIDER = LocalProvider()

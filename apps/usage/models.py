@@ -43,3 +43,40 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class UsageDaily(models.Model):
+    """Calls per organization, key, model and UTC day: recomputed from UsageRecords by a task."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="usage_daily"
+    )
+    # No database constraint: a deleted key's rows keep its id until their day is recomputed.
+    api_key = models.ForeignKey(
+        APIKey,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    model = models.CharField(max_length=128)
+    day = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "usage daily"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "api_key", "model", "day"],
+                nulls_distinct=False,
+                name="one_rollup_per_org_key_model_day",
+            )
+        ]
+        indexes = [models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.organization_id} {self.model}: {self.requests} calls"

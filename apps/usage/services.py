@@ -1,10 +1,14 @@
-"""Writes for usage: the record of one API call."""
+"""Writes for usage: the record of one API call, and the daily rollups."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
-from apps.usage.models import UsageRecord
+from django.db import transaction
+from django.db.models import Count, Sum
+
+from apps.usage.models import UsageDaily, UsageRecord
 
 
 @dataclass(frozen=True)
@@ -30,3 +34,30 @@ class CallOutcome:
 def usage_record_create(*, outcome: CallOutcome, cost_micros: int = 0) -> UsageRecord:
     """Record one call. The unique request id makes a second attempt fail, never double-count."""
     return UsageRecord.objects.create(**asdict(outcome), cost_micros=cost_micros)
+
+
+def usage_rollup_day(*, day: date) -> int:
+    """Recompute the UTC day's rollups from its UsageRecords; running it again changes nothing."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    groups = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
+        .values("organization_id", "api_key_id", "model")
+        .annotate(
+            requests=Count("pk"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost_micros=Sum("cost_micros"),
+        )
+        .order_by()
+    )
+    rows = [UsageDaily(day=day, **group) for group in groups]
+    with transaction.atomic():
+        # An upsert, so that two runs for the same day at once cannot collide.
+        kept = UsageDaily.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["organization", "api_key", "model", "day"],
+            update_fields=["requests", "prompt_tokens", "completion_tokens", "cost_micros"],
+        )
+        UsageDaily.objects.filter(day=day).exclude(pk__in=[row.pk for row in kept]).delete()
+    return len(rows)

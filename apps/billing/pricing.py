@@ -1,0 +1,59 @@
+"""Pricing math: integers only, one rounding rule, one place.
+
+Amounts are micro-dollars (1 USD = 1_000_000 micros). Catalog prices are micro-dollars per million
+tokens, so the exact cost of a call is a fraction with denominator 1_000_000.
+
+**Rounding rule:** the exact cost of the whole call,
+`prompt_tokens * input_price + completion_tokens * output_price`, is divided by one million and
+rounded *up* (ceiling) to the next whole micro-dollar, once per call. A call is therefore never
+undercharged, and overcharged by less than one micro-dollar ($0.000001). The function is monotonic
+in both token counts, so the cost of the actual usage never exceeds the cost of the worst case that
+was held before the call.
+
+The `x-plugsky-cost` response header carries the charged cost of the call in US dollars as a
+decimal string with exactly six fractional digits (`cost_header_value`): "0.000123" for 123
+micros, "0.000000" for a call that was not billed.
+"""
+
+from __future__ import annotations
+
+from apps.catalog.entries import CatalogEntry, Kind
+
+MICROS_PER_DOLLAR = 1_000_000
+MICROS_PER_CENT = 10_000
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
+
+COST_HEADER = "x-plugsky-cost"
+
+
+def call_cost_micros(*, entry: CatalogEntry, prompt_tokens: int, completion_tokens: int) -> int:
+    """The cost of one call in micro-dollars, rounded up once per call (see module docstring)."""
+    if prompt_tokens < 0 or completion_tokens < 0:
+        raise ValueError("token counts cannot be negative")
+    if entry.kind == Kind.EMBEDDING:
+        completion_tokens = 0  # embeddings are priced on input only
+    exact_numerator = (
+        prompt_tokens * entry.input_price_micros_per_mtok
+        + completion_tokens * entry.output_price_micros_per_mtok
+    )
+    return -(-exact_numerator // TOKENS_PER_PRICE_UNIT)  # ceiling division on integers
+
+
+def cost_header_value(cost_micros: int) -> str:
+    """The `x-plugsky-cost` header: dollars with exactly six decimals, e.g. "0.000123"."""
+    sign = "-" if cost_micros < 0 else ""
+    dollars, micros = divmod(abs(cost_micros), MICROS_PER_DOLLAR)
+    return f"{sign}{dollars}.{micros:06d}"
+
+
+def usd_display(amount_micros: int) -> str:
+    """Dollars for people: cents, and more digits only when they matter ("$5.00", "$0.0001")."""
+    sign = "-" if amount_micros < 0 else ""
+    dollars, micros = divmod(abs(amount_micros), MICROS_PER_DOLLAR)
+    fraction = f"{micros:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${dollars}.{fraction}"
+
+
+def cents_to_micros(amount_cents: int) -> int:
+    """Stripe's minor units (US cents) to micro-dollars; used only at the Stripe boundary."""
+    return amount_cents * MICROS_PER_CENT

@@ -1,0 +1,114 @@
+"""What every serving module shares: the call context, model resolution, engine errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from apps.catalog.entries import CatalogEntry, Kind
+from apps.catalog.selectors import catalog_model
+from apps.gateway import errors
+from apps.providers.errors import ProviderError
+
+_KIND_ENDPOINTS = {
+    Kind.CHAT: {"chat.completions", "completions"},
+    Kind.COMPLETION: {"completions"},
+    Kind.EMBEDDING: {"embeddings"},
+}
+_ENDPOINT_PATHS = {
+    "chat.completions": "v1/chat/completions",
+    "completions": "v1/completions",
+    "embeddings": "v1/embeddings",
+}
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling, and as which request."""
+
+    request_id: str
+    organization_id: int
+    api_key_id: int | None
+    is_tester: bool = False
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def resolve_model(model_id: str, *, endpoint: str) -> CatalogEntry:
+    """The catalog entry for `model_id`, or a 404/400 in OpenAI's envelope."""
+    entry = catalog_model(model_id)
+    if entry is None:
+        raise errors.model_not_found(model_id)
+    if endpoint not in _KIND_ENDPOINTS[entry.kind]:
+        raise errors.invalid_value(
+            f"The model `{entry.id}` is a {entry.kind.value} model and is not supported on "
+            f"{_ENDPOINT_PATHS[endpoint]}.",
+            param="model",
+            code="model_not_supported",
+        )
+    return entry
+
+
+def api_error_from(failure: ProviderError) -> errors.APIError:
+    return errors.APIError(
+        failure.message,
+        status=failure.status,
+        type="invalid_request_error" if failure.status < 500 else "server_error",
+        code=failure.code,
+        param=failure.param,
+    )
+
+
+def cost_header(cost_micros: int) -> str:
+    """The `x-plugsky-cost` header: the call's cost in US dollars, exact, as a decimal string."""
+    return str(Decimal(cost_micros).scaleb(-6).quantize(Decimal("0.000001")))
+
+
+def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+        "cost": float(cost_header(cost_micros)),
+    }
+
+
+async def merge_streams(
+    streams: list[AsyncIterator[dict[str, Any]]],
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """Interleave several chunk streams as (stream index, chunk), closing all on exit."""
+    queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[dict[str, Any]]) -> None:
+        try:
+            async for chunk in stream:
+                await queue.put((index, chunk))
+        except Exception as failure:  # handed to the consumer, which re-raises it
+            await queue.put((index, failure))
+        finally:
+            await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, stream)) for i, stream in enumerate(streams)]
+    running = len(tasks)
+    try:
+        while running:
+            index, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in streams:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,234 @@
+"""POST /v1/completions (legacy): prompts as text or tokens, echo, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpResponseBase, JsonResponse
+
+from apps.catalog.entries import CatalogEntry
+from apps.gateway import errors, sse
+from apps.gateway.metering import Meter, meter_open
+from apps.gateway.protocol import CompletionRequest
+from apps.gateway.serving.common import (
+    CallContext,
+    api_error_from,
+    cost_header,
+    merge_streams,
+    resolve_model,
+    usage_body,
+)
+from apps.gateway.serving.generation import Tally, close_meter_safely
+from apps.providers.errors import ProviderError
+from apps.providers.registry import provider_for
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT = "completions"
+EnginePrompt = str | list[int]
+
+
+async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBase:
+    entry = resolve_model(request.model, endpoint=ENDPOINT)
+    prompts = _prompts(request)
+    _reject_unsupported(request, prompts)
+    max_output = min(request.max_tokens or 16, entry.context_length)
+    meter = await meter_open(
+        request_id=ctx.request_id,
+        organization_id=ctx.organization_id,
+        api_key_id=ctx.api_key_id,
+        endpoint=ENDPOINT,
+        entry=entry,
+        max_prompt_tokens=min(sum(_token_bound(p) for p in prompts), entry.context_length),
+        max_completion_tokens=max_output * request.n * len(prompts),
+        is_stream=bool(request.stream),
+        end_user=request.user or "",
+        is_tester=ctx.is_tester,
+    )
+    # Choice i*n + j is sample j of prompt i, as OpenAI numbers them.
+    streams = [
+        provider_for(entry).complete_stream(entry, _engine_body(request, prompt, sample))
+        for prompt in prompts
+        for sample in range(request.n)
+    ]
+    view = _TextView(ctx=ctx, entry=entry, request=request, prompts=prompts)
+    if request.stream:
+        return sse.streaming_response(_stream_events(streams, meter, view))
+    return await _collect(streams, meter, view)
+
+
+def _prompts(request: CompletionRequest) -> list[EnginePrompt]:
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise errors.invalid_value("'prompt' must not be empty.", param="prompt")
+    if all(isinstance(item, int) for item in prompt):
+        return [list(prompt)]  # type: ignore[arg-type]
+    prompts: list[EnginePrompt] = [item for item in prompt if isinstance(item, str | list)]
+    if any(isinstance(item, list) and not item for item in prompts):
+        raise errors.invalid_value("Token prompts must not be empty.", param="prompt")
+    return prompts
+
+
+def _reject_unsupported(request: CompletionRequest, prompts: list[EnginePrompt]) -> None:
+    if request.stream_options is not None and not request.stream:
+        raise errors.invalid_value(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    if request.max_tokens == 0:
+        raise errors.invalid_value("'max_tokens' must be at least 1.", param="max_tokens")
+    if request.echo and any(isinstance(prompt, list) for prompt in prompts):
+        raise errors.invalid_value(
+            "'echo' is supported with text prompts only, not token arrays.", param="echo"
+        )
+    if request.suffix:
+        raise errors.invalid_value("'suffix' is not supported by this model.", param="suffix")
+    if request.best_of is not None and request.best_of != request.n:
+        raise errors.invalid_value("'best_of' must equal 'n' on this model.", param="best_of")
+    if request.logprobs:
+        raise errors.invalid_value(
+            "'logprobs' is not supported on /v1/completions yet.", param="logprobs"
+        )
+
+
+def _token_bound(prompt: EnginePrompt) -> int:
+    return len(prompt) + 2 if isinstance(prompt, list) else len(prompt.encode()) + 2
+
+
+def _engine_body(request: CompletionRequest, prompt: EnginePrompt, sample: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "max_tokens": request.max_tokens or 16,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "timings_per_token": True,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "top_k": 0,
+        "min_p": 0.0,
+    }
+    if request.stop is not None:
+        body["stop"] = request.stop_list
+    if request.seed is not None:
+        body["seed"] = request.seed + sample
+    if request.presence_penalty or request.frequency_penalty:
+        body["presence_penalty"] = request.presence_penalty or 0.0
+        body["frequency_penalty"] = request.frequency_penalty or 0.0
+        body["repeat_last_n"] = -1
+    if request.logit_bias:
+        body["logit_bias"] = request.logit_bias
+    return body
+
+
+@dataclass
+class _TextView:
+    ctx: CallContext
+    entry: CatalogEntry
+    request: CompletionRequest
+    prompts: list[EnginePrompt]
+
+    @property
+    def completion_id(self) -> str:
+        return "cmpl-" + self.ctx.request_id.removeprefix("req_")
+
+    def echo_for(self, index: int) -> str:
+        prompt = self.prompts[index // self.request.n]
+        return prompt if self.request.echo and isinstance(prompt, str) else ""
+
+    def envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.completion_id,
+            "object": "text_completion",
+            "created": self.ctx.created,
+            "model": self.entry.id,
+            "system_fingerprint": "fp_plugsky_local",
+            "choices": choices,
+        }
+        # Unlike chat chunks, the legacy schema has no nullable usage: content chunks omit it.
+        return body
+
+
+def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _text_of(choice: dict[str, Any]) -> str:
+    if "text" in choice:
+        return str(choice.get("text") or "")
+    return str((choice.get("delta") or {}).get("content") or "")
+
+
+async def _stream_events(
+    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _TextView
+) -> AsyncIterator[bytes]:
+    tally = Tally(samples_per_prompt=view.request.n)
+    echoed: set[int] = set()
+    try:
+        async for index, chunk in merge_streams(streams):
+            tally.observe(index, chunk)
+            for choice in chunk.get("choices") or []:
+                text = _text_of(choice)
+                if index not in echoed:
+                    echoed.add(index)
+                    text = view.echo_for(index) + text
+                finish_reason = choice.get("finish_reason")
+                if text or finish_reason:
+                    yield sse.event(view.envelope([_choice(index, text, finish_reason)]))
+    except ProviderError as failure:
+        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
+        yield sse.event(api_error_from(failure).body())
+        return
+    except (asyncio.CancelledError, GeneratorExit):
+        await close_meter_safely(
+            meter, tally, status=499, error_code="client_disconnected", client_disconnected=True
+        )
+        raise
+    except Exception:
+        logger.exception("completion stream %s failed", meter.request_id)
+        await close_meter_safely(meter, tally, status=500, error_code="internal_error")
+        yield sse.event(errors.internal_error().body())
+        return
+    cost = await close_meter_safely(meter, tally, status=200)
+    if view.request.include_usage:
+        final = view.envelope([])
+        final["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
+        yield sse.event(final)
+    yield sse.DONE
+
+
+async def _collect(
+    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _TextView
+) -> HttpResponseBase:
+    tally = Tally(samples_per_prompt=view.request.n)
+    texts: dict[int, list[str]] = {index: [view.echo_for(index)] for index in range(len(streams))}
+    finish: dict[int, str] = {}
+    try:
+        async for index, chunk in merge_streams(streams):
+            tally.observe(index, chunk)
+            for choice in chunk.get("choices") or []:
+                texts[index].append(_text_of(choice))
+                finish[index] = choice.get("finish_reason") or finish.get(index, "")
+    except ProviderError as failure:
+        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
+        raise api_error_from(failure) from None
+    except (asyncio.CancelledError, GeneratorExit):
+        await close_meter_safely(
+            meter, tally, status=499, error_code="client_disconnected", client_disconnected=True
+        )
+        raise
+    cost = await close_meter_safely(meter, tally, status=200)
+    choices = [
+        _choice(index, "".join(texts[index]), finish.get(index) or "stop")
+        for index in sorted(texts)
+    ]
+    body = view.envelope(choices)
+    body["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
+    response = JsonResponse(body)
+    response["x-plugsky-cost"] = cost_header(cost)
+    return response

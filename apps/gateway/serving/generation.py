@@ -1,0 +1,75 @@
+"""Exact token counts of a generation as its chunks flow, and settling its meter once.
+
+Every generation runs as a stream inside, also for non-streaming requests: a client that goes
+away cancels the stream, which frees the engine's slot, and the tokens generated until then are
+known exactly (llama.cpp reports `timings.predicted_n` with each chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.gateway.metering import Meter, meter_close
+
+Chunk = dict[str, Any]
+
+
+@dataclass
+class Tally:
+    """Tokens of one call, over all its choices, as far as they have been generated.
+
+    Choices come in groups of `samples_per_prompt` (the request's n) that share one prompt:
+    OpenAI counts each prompt once, however many samples are drawn from it.
+    """
+
+    samples_per_prompt: int = 1
+    prompt_by_choice: dict[int, int] = field(default_factory=dict)
+    completion_by_choice: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> int:
+        per_prompt: dict[int, int] = {}
+        for index, tokens in self.prompt_by_choice.items():
+            group = index // self.samples_per_prompt
+            per_prompt[group] = max(per_prompt.get(group, 0), tokens)
+        return sum(per_prompt.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self.completion_by_choice.values())
+
+    def observe(self, index: int, chunk: Chunk) -> None:
+        """Update from an engine chunk: per-token timings, or the final usage."""
+        usage = chunk.get("usage")
+        if usage:
+            self.prompt_by_choice[index] = int(usage.get("prompt_tokens", 0))
+            self.completion_by_choice[index] = int(usage.get("completion_tokens", 0))
+            return
+        timings = chunk.get("timings")
+        if timings:
+            prompt = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+            self.prompt_by_choice[index] = prompt
+            self.completion_by_choice[index] = int(timings.get("predicted_n", 0))
+
+
+async def close_meter_safely(
+    meter: Meter,
+    tally: Tally,
+    *,
+    status: int,
+    error_code: str = "",
+    client_disconnected: bool = False,
+) -> int:
+    """Settle once, even while the surrounding task is being cancelled."""
+    return await asyncio.shield(
+        meter_close(
+            meter,
+            prompt_tokens=tally.prompt_tokens,
+            completion_tokens=tally.completion_tokens,
+            status=status,
+            error_code=error_code,
+            client_disconnected=client_disconnected,
+        )
+    )

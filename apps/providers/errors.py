@@ -1,0 +1,14 @@
+"""The one error type providers raise; the gateway turns it into OpenAI's envelope."""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    def __init__(
+        self, message: str, *, status: int, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param

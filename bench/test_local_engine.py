@@ -1,0 +1,157 @@
+"""Plugsky's full HTTP stack vs the same model called directly on llama.cpp's own server.
+
+Both sides stream the same chat request for the same GGUF file with the same slot count; the
+table compares time to first token and decode speed at 1 and 4 concurrent streams. Run with
+`make bench`; results go to bench/results/local_engine.json and the table is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.bench
+
+MODEL_ID = "plugsky-nano"
+WEIGHTS = "smollm2-135m-instruct"
+SLOTS = 4
+CONTEXT_PER_SLOT = 4096
+MAX_TOKENS = 128
+ROUNDS = 3
+CONCURRENCY = (1, 4)
+RESULTS = Path(__file__).parent / "results"
+MESSAGES = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
+
+
+@dataclass
+class StreamRun:
+    ttft_s: float
+    tokens: int
+    decode_s: float
+
+
+@dataclass
+class Row:
+    target: str
+    concurrency: int
+    ttft_ms_median: float
+    decode_tok_s_per_stream: float
+    aggregate_tok_s: float
+    tokens: int
+
+
+async def _stream_once(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> StreamRun:
+    body = {
+        "model": MODEL_ID,
+        "messages": MESSAGES,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "seed": 1,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line.removeprefix("data: "))
+            choices = chunk.get("choices") or []
+            if first is None and choices and (choices[0].get("delta") or {}).get("content"):
+                first = time.perf_counter()
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    ended = time.perf_counter()
+    assert first is not None and tokens > 1
+    return StreamRun(ttft_s=first - started, tokens=tokens, decode_s=ended - first)
+
+
+async def _measure(target: str, url: str, headers: dict[str, str], concurrency: int) -> Row:
+    runs: list[StreamRun] = []
+    aggregate: list[float] = []
+    async with httpx.AsyncClient(timeout=300) as client:
+        await _stream_once(client, url, headers)  # warm-up: model loaded, caches primed
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            batch = await asyncio.gather(
+                *(_stream_once(client, url, headers) for _ in range(concurrency))
+            )
+            wall = time.perf_counter() - started
+            runs.extend(batch)
+            aggregate.append(sum(run.tokens for run in batch) / wall)
+    return Row(
+        target=target,
+        concurrency=concurrency,
+        ttft_ms_median=round(statistics.median(r.ttft_s for r in runs) * 1000, 1),
+        decode_tok_s_per_stream=round(
+            statistics.median((r.tokens - 1) / r.decode_s for r in runs), 1
+        ),
+        aggregate_tok_s=round(statistics.median(aggregate), 1),
+        tokens=sum(r.tokens for r in runs),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _llama_cpp_server() -> tuple[object, str, dict[str, str]]:
+    """The same GGUF on llama.cpp's own HTTP server (xllamacpp), as a baseline."""
+    import xllamacpp
+
+    from apps.providers.local import BUILTIN_WEIGHTS, resolve_weights
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(resolve_weights(BUILTIN_WEIGHTS[WEIGHTS]))
+    params.n_parallel = SLOTS
+    params.n_ctx = CONTEXT_PER_SLOT * SLOTS
+    params.verbosity = 0
+    port = _free_port()
+    params.hostnames = ["127.0.0.1"]
+    params.port = port
+    key = secrets.token_urlsafe(16)
+    params.api_keys = [key]
+    server = xllamacpp.Server(params)
+    return server, f"http://127.0.0.1:{port}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        "| target | streams | TTFT median (ms) | decode tok/s per stream | aggregate tok/s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.target} | {row.concurrency} | {row.ttft_ms_median} | "
+            f"{row.decode_tok_s_per_stream} | {row.aggregate_tok_s} |"
+        )
+    return "\n".join(lines)
+
+
+def test_local_engine_vs_llama_cpp(live_server_url, live_key):
+    _, raw_key = live_key
+    plugsky_url = f"{live_server_url}/v1/chat/completions"
+    plugsky_headers = {"Authorization": f"Bearer {raw_key}"}
+    server, llama_url, llama_headers = _llama_cpp_server()
+    rows = []
+    for concurrency in CONCURRENCY:
+        rows.append(asyncio.run(_measure("llama.cpp direct", llama_url, llama_headers, concurrency)))
+        rows.append(asyncio.run(_measure("Plugsky /v1", plugsky_url, plugsky_headers, concurrency)))
+    del server
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "local_engine.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    print("\n" + _table(rows))

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.live import run_server
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    yield from run_server()
+
+
+@pytest.fixture
+def live_key(transactional_db):  # type: ignore[no-untyped-def]
+    """A committed organization and key the live server can see: (organization, full key)."""
+    from apps.accounts.selectors import personal_organization_for
+    from apps.accounts.services import user_create
+    from apps.keys.services import api_key_create
+
+    user = user_create(email="live@example.com", password="correct horse battery staple")
+    organization = personal_organization_for(user=user)
+    _, raw_key = api_key_create(organization=organization, created_by=user, name="live")
+    return organization, raw_key
+
+
+@pytest.fixture
+def api(live_server_url, live_key):  # type: ignore[no-untyped-def]
+    """An httpx client for the live server, authenticated with a fresh key."""
+    import httpx
+
+    _, raw_key = live_key
+    with httpx.Client(
+        base_url=f"{live_server_url}/v1",
+        headers={"Authorization": f"Bearer {raw_key}"},
+        timeout=120,
+    ) as client:
+        yield client
