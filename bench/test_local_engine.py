@@ -29,7 +29,9 @@ MAX_TOKENS = 128
 ROUNDS = 3
 CONCURRENCY = (1, 4)
 RESULTS = Path(__file__).parent / "results"
-MESSAGES = [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}]
+MESSAGES = [
+    {"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}
+]
 
 
 @dataclass
@@ -126,7 +128,8 @@ def _llama_cpp_server() -> tuple[object, str, dict[str, str]]:
     key = secrets.token_urlsafe(16)
     params.api_keys = [key]
     server = xllamacpp.Server(params)
-    return server, f"http://127.0.0.1:{port}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    return server, url, {"Authorization": f"Bearer {key}"}
 
 
 def _table(rows: list[Row]) -> str:
@@ -149,8 +152,11 @@ def test_local_engine_vs_llama_cpp(live_server_url, live_key):
     server, llama_url, llama_headers = _llama_cpp_server()
     rows = []
     for concurrency in CONCURRENCY:
-        rows.append(asyncio.run(_measure("llama.cpp direct", llama_url, llama_headers, concurrency)))
-        rows.append(asyncio.run(_measure("Plugsky /v1", plugsky_url, plugsky_headers, concurrency)))
+        for target, url, headers in (
+            ("llama.cpp direct", llama_url, llama_headers),
+            ("Plugsky /v1", plugsky_url, plugsky_headers),
+        ):
+            rows.append(asyncio.run(_measure(target, url, headers, concurrency)))
     del server
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "local_engine.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))

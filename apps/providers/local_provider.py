@@ -84,6 +84,7 @@ class LocalProvider:
                 path,
                 n_ctx=entry.context_length * route.parallel_slots,
                 n_parallel=route.parallel_slots,
+                model_name=entry.id,
             )
         if route.runtime == "e5":
             return E5Embedder(path)

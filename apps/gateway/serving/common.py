@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
+from apps.billing.pricing import cost_header_value
 from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
 from apps.gateway import errors
@@ -63,8 +63,8 @@ def api_error_from(failure: ProviderError) -> errors.APIError:
 
 
 def cost_header(cost_micros: int) -> str:
-    """The `x-plugsky-cost` header: the call's cost in US dollars, exact, as a decimal string."""
-    return str(Decimal(cost_micros).scaleb(-6).quantize(Decimal("0.000001")))
+    """The `x-plugsky-cost` header: the call's cost in US dollars, exact to the micro-dollar."""
+    return cost_header_value(cost_micros)
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> dict[str, Any]:

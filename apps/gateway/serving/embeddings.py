@@ -62,24 +62,27 @@ async def create(request: EmbeddingRequest, ctx: CallContext) -> HttpResponseBas
 
 def _inputs(request: EmbeddingRequest) -> EmbeddingInputs:
     raw = request.input
+    items: list[Any]
     if isinstance(raw, str):
-        raw = [raw]
+        items = [raw]
     elif raw and all(isinstance(item, int) for item in raw):
-        raw = [raw]  # type: ignore[list-item]  # one token array
-    if not raw:
+        items = [raw]  # one token array
+    else:
+        items = list(raw)
+    if not items:
         raise errors.invalid_value("'input' must not be empty.", param="input")
-    if len(raw) > MAX_EMBEDDING_INPUTS:
+    if len(items) > MAX_EMBEDDING_INPUTS:
         raise errors.invalid_value(
-            f"'input' has {len(raw)} items; at most {MAX_EMBEDDING_INPUTS} are allowed.",
+            f"'input' has {len(items)} items; at most {MAX_EMBEDDING_INPUTS} are allowed.",
             param="input",
         )
-    for index, item in enumerate(raw):
+    for index, item in enumerate(items):
         if len(item) == 0:
             raise errors.invalid_value(
                 f"'input[{index}]' is empty; every input must contain text or tokens.",
                 param="input",
             )
-    return raw  # type: ignore[return-value]
+    return items
 
 
 def _check_dimensions(request: EmbeddingRequest, entry: CatalogEntry) -> None:

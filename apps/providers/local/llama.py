@@ -155,7 +155,9 @@ class LlamaRuntime:
         job.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
             while (chunk := await queue.get()) is not _DONE:
-                yield self._finished(chunk, request, prompt_param=prompt_param)
+                # Stream chunks keep `timings`: its predicted_n is the exact count of tokens
+                # generated so far, which bills a client that disconnects mid-stream.
+                yield self._finished(chunk, request, prompt_param=prompt_param, is_chunk=True)
             job.result()  # re-raises what the engine raised (bad messages, …)
         finally:
             # The client went away, or we are done: the next callback returns True, which makes
@@ -163,11 +165,19 @@ class LlamaRuntime:
             consumer_gone.set()
             job.cancel()
 
-    def _finished(self, response: Chunk, request: Mapping[str, Any], *, prompt_param: str) -> Chunk:
+    def _finished(
+        self,
+        response: Chunk,
+        request: Mapping[str, Any],
+        *,
+        prompt_param: str,
+        is_chunk: bool = False,
+    ) -> Chunk:
         error = response.get("error")
         if isinstance(error, Mapping):
             raise _error_from_payload(error, request, prompt_param=prompt_param)
-        response.pop("timings", None)
+        if not is_chunk:
+            response.pop("timings", None)
         # llama.cpp reports the GGUF's path as the model; never show clients our filesystem.
         response["model"] = self._model_name
         return response

@@ -66,7 +66,6 @@ async def test_streamed_chat_text_equals_the_non_streamed_text(runtime: LlamaRun
     chunks = await _collect(runtime.chat_stream(body))
 
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
-    assert all("timings" not in chunk for chunk in chunks)
     assert "".join(_delta_text(c) for c in chunks) == whole["choices"][0]["message"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
@@ -237,3 +236,13 @@ async def test_a_closed_runtime_answers_503() -> None:
         await engine.complete({"prompt": "Hi", "max_tokens": 1})
 
     assert failure.value.status == 503
+
+
+@pytest.mark.asyncio
+async def test_stream_chunks_count_generated_tokens(runtime: LlamaRuntime) -> None:
+    """Metering relies on this: each chunk says how many tokens exist so far."""
+    body = {"messages": HELLO, "max_tokens": 10, "temperature": 0, "timings_per_token": True}
+    chunks = await _collect(runtime.chat_stream(body))
+    counts = [c["timings"]["predicted_n"] for c in chunks if c.get("timings") and c["choices"]]
+    assert counts == sorted(counts)
+    assert counts[-1] == 10
