@@ -32,7 +32,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
-	$(PY) -m pytest -p no:xdist -n 0 -m bench bench/ -s $(PYTEST_ARGS)
+	$(PY) -m pytest -n 0 -m bench bench/ -s $(PYTEST_ARGS)
 
 # The 1.5B model (plugsky-pro) is 1.1 GB of weights: an install option, not a default.
 models-pro: $(STAMP)

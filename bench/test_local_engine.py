@@ -83,7 +83,9 @@ async def _stream_once(client: httpx.AsyncClient, url: str, headers: dict[str, s
 async def _measure(target: str, url: str, headers: dict[str, str], concurrency: int) -> Row:
     runs: list[StreamRun] = []
     aggregate: list[float] = []
-    async with httpx.AsyncClient(timeout=300) as client:
+    # A fresh connection per stream on both sides: llama.cpp closes idle keep-alive sockets.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         await _stream_once(client, url, headers)  # warm-up: model loaded, caches primed
         for _ in range(ROUNDS):
             started = time.perf_counter()

@@ -25,6 +25,8 @@ class APIKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Catalog ids this key may call; empty means every model.
+    allowed_models = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "API key"
