@@ -32,6 +32,8 @@ ENDPOINT = "chat.completions"
 SYSTEM_FINGERPRINT = "fp_plugsky_local"
 # Chat templates add a few tokens per message; UTF-8 bytes bound the text's tokens from above.
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
+# Some templates add a default system prompt (Qwen's is ~20 tokens) when the request has none.
+_TEMPLATE_TOKENS_PER_REQUEST = 64
 
 
 async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpResponseBase:
@@ -75,7 +77,7 @@ def _reject_unsupported(request: ChatCompletionRequest, entry: CatalogEntry) -> 
 
 def _prompt_token_bound(messages: list[ChatMessage]) -> int:
     """An upper bound on prompt tokens without tokenizing: every token covers >= 1 UTF-8 byte."""
-    size = 0
+    size = _TEMPLATE_TOKENS_PER_REQUEST
     for message in messages:
         size += _TEMPLATE_TOKENS_PER_MESSAGE + len(str(message.content or "").encode())
         for call in message.tool_calls or []:
