@@ -20,7 +20,6 @@ from apps.providers.errors import ProviderError
 from apps.providers.local import (
     BUILTIN_WEIGHTS,
     E5Embedder,
-    EngineError,
     LlamaRuntime,
     MiniLMEmbedder,
     WeightSource,
@@ -37,12 +36,6 @@ def _source(route: LocalRoute) -> WeightSource:
             path=route.weights, sha256=route.sha256, filename=Path(route.weights).name
         )
     return BUILTIN_WEIGHTS[route.weights]
-
-
-def _provider_error(failure: EngineError) -> ProviderError:
-    return ProviderError(
-        failure.message, status=failure.status, code=failure.code, param=failure.param
-    )
 
 
 class LocalProvider:
@@ -101,14 +94,14 @@ class LocalProvider:
         self, entry: CatalogEntry, body: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
         runtime = await self._llama(entry)
-        async for chunk in _translated(runtime.chat_stream(body)):
+        async for chunk in _closing(runtime.chat_stream(body)):
             yield chunk
 
     async def complete_stream(
         self, entry: CatalogEntry, body: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
         runtime = await self._llama(entry)
-        async for chunk in _translated(runtime.complete_stream(body)):
+        async for chunk in _closing(runtime.complete_stream(body)):
             yield chunk
 
     async def embed(
@@ -116,19 +109,14 @@ class LocalProvider:
     ) -> tuple[np.ndarray, int]:
         engine = await self._engine(entry)
         assert not isinstance(engine, LlamaRuntime)
-        try:
-            return await engine.embed(inputs)
-        except EngineError as failure:
-            raise _provider_error(failure) from None
+        return await engine.embed(inputs)
 
 
-async def _translated(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """Engine errors as ProviderError; closing this closes the engine stream (frees the slot)."""
+async def _closing(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Closing this closes the engine stream at once, which frees the llama.cpp slot."""
     try:
         async for chunk in chunks:
             yield chunk
-    except EngineError as failure:
-        raise _provider_error(failure) from None
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.providers.errors import ProviderError
+
 __all__ = ["EngineError"]
 
 
-class EngineError(Exception):
+class EngineError(ProviderError):
     """A request the engine could not serve, with the OpenAI error fields to report it.
 
     ``status`` is the HTTP status to answer with; ``code`` and ``param`` follow OpenAI's error
     object (``context_length_exceeded`` / ``messages``, ``model_unavailable`` …).
     """
-
-    def __init__(
-        self, message: str, *, status: int, code: str | None = None, param: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.param = param
 
     @property
     def type(self) -> str:
