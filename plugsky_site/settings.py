@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     "apps.gateway",
     "apps.usage",
     "apps.billing",
+    "apps.site",
+    "apps.dashboard",
+    "apps.tester",
 ]
 
 MIDDLEWARE = [
@@ -76,6 +79,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.site.context_processors.site",
             ],
         },
     },
@@ -130,6 +134,31 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_SECURE = IS_PRODUCTION
 CSRF_COOKIE_SECURE = IS_PRODUCTION
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if IS_PRODUCTION else None
+# Pages read the CSRF token from the form, never from the cookie, so scripts need not see it.
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if IS_PRODUCTION else 0)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "site:landing"
+# The base URL in emailed links and code samples (e.g. https://api.example.com); unset: taken
+# from the request, which ALLOWED_HOSTS guards in production.
+PLUGSKY_PUBLIC_URL = env_str("PLUGSKY_PUBLIC_URL").rstrip("/")
+ACCOUNTS_VERIFY_LINK_MAX_AGE_S = 3 * 24 * 3600
+ACCOUNTS_INVITATION_TTL_DAYS = 7
+PASSWORD_RESET_TIMEOUT = 3600
+# Sign-in failures before a pause of ACCOUNTS_LOGIN_FAILURE_WINDOW_S: per client address and
+# email, and per client address over all emails.
+ACCOUNTS_LOGIN_FAILURE_LIMIT = env_int("ACCOUNTS_LOGIN_FAILURE_LIMIT", 5)
+ACCOUNTS_LOGIN_FAILURE_LIMIT_PER_IP = env_int("ACCOUNTS_LOGIN_FAILURE_LIMIT_PER_IP", 50)
+ACCOUNTS_LOGIN_FAILURE_WINDOW_S = env_int("ACCOUNTS_LOGIN_FAILURE_WINDOW_S", 900)
+ACCOUNTS_SIGNUP_LIMIT_PER_IP = env_int("ACCOUNTS_SIGNUP_LIMIT_PER_IP", 20)
+# Behind a load balancer that appends the client address to X-Forwarded-For, set this so that
+# rate limits count clients, not the balancer.
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -141,12 +170,24 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH") or None  # for the file-based backend
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Plugsky <no-reply@plugsky.localhost>")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+
+# --- The in-browser tester ----------------------------------------------------------------------
+TESTER_MAX_COLUMNS = 3
+TESTER_MAX_OUTPUT_TOKENS = env_int("TESTER_MAX_OUTPUT_TOKENS", 2048)
 
 # --- The API gateway ----------------------------------------------------------------------------
 # Largest accepted /v1 body; larger ones get 413 in OpenAI's envelope.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 API_KEY_CACHE_TTL_S = env_int("API_KEY_CACHE_TTL_S", 60)
 API_KEY_LAST_USED_RESOLUTION_S = env_int("API_KEY_LAST_USED_RESOLUTION_S", 60)
+RATE_LIMIT_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)
 # Operator-added models (local GGUF files with their SHA-256, upstream routes): a JSON file.
 PLUGSKY_CATALOG_FILE = env_str("PLUGSKY_CATALOG_FILE")
 # Which built-in models the local engine loads ("all", or a comma-separated list of ids).

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.gateway import errors
+from apps.gateway.ratelimit import rate_limit_take
 from apps.keys.authentication import InvalidAPIKey, KeyIdentity, authenticate_async
 
 logger = logging.getLogger(__name__)
@@ -72,12 +73,15 @@ async def _dispatch(
     if method not in methods:
         raise errors.method_not_allowed(method, request.path, list(methods))
     try:
-        request.identity = await authenticate_async(  # type: ignore[attr-defined]
-            request.headers.get("Authorization")
-        )
+        identity = await authenticate_async(request.headers.get("Authorization"))
     except InvalidAPIKey as failure:
         raise errors.invalid_api_key(str(failure)) from None
-    return await handler(request, *args, **kwargs)
+    request.identity = identity  # type: ignore[attr-defined]
+    allowance = await rate_limit_take(key_id=identity.key_id)
+    response = await handler(request, *args, **kwargs)
+    for name, value in allowance.headers().items():
+        response[name] = value
+    return response
 
 
 @csrf_exempt
