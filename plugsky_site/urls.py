@@ -10,5 +10,9 @@ urlpatterns = [
     path("v1/", include("apps.gateway.urls")),
     re_path(r"^v1$", unknown_v1_path),
     path("billing/", include("apps.billing.urls")),
+    path("accounts/", include("apps.accounts.urls")),
+    path("dashboard/", include("apps.dashboard.urls")),
+    path("dashboard/<int:organization_id>/tester/", include("apps.tester.urls")),
     path("admin/", admin.site.urls),
+    path("", include("apps.site.urls")),
 ]

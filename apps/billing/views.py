@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -17,6 +18,12 @@ from apps.billing.forms import TopUpForm
 from apps.billing.pricing import cents_to_micros, usd_display
 from apps.billing.selectors import credit_account_for, topup_presets_cents, topups_are_configured
 from apps.billing.services import stripe_event_handle, topup_checkout_start
+from apps.dashboard.selectors import (
+    ledger_for,
+    overview_for,
+    receipts_for,
+    usage_debits_by_day,
+)
 
 
 def _organization_for(user: User, organization_id: str | int | None) -> Organization:
@@ -31,21 +38,28 @@ def _organization_for(user: User, organization_id: str | int | None) -> Organiza
     return organization
 
 
-def _is_manager(user: User, organization: Organization) -> bool:
-    membership = membership_for(user=user, organization=organization)
-    return membership is not None and membership.is_manager
-
-
 def _page(
     request: HttpRequest, organization: Organization, *, error: str = "", status: int = 200
 ) -> HttpResponse:
     account = credit_account_for(organization=organization)
+    membership = membership_for(user=request.user, organization=organization)  # type: ignore[arg-type]
+    is_manager = membership is not None and membership.is_manager
     context = {
+        "section": "billing",
         "organization": organization,
+        "membership": membership,
+        "is_manager": is_manager,
+        "overview": overview_for(organization=organization),
+        "ledger": ledger_for(organization=organization) if is_manager else [],
+        "usage_debits": usage_debits_by_day(organization=organization) if is_manager else [],
+        "receipts": receipts_for(organization=organization) if is_manager else [],
+        "topup_result": request.GET.get("topup", ""),
+        "topup_min_usd": usd_display(cents_to_micros(settings.BILLING_TOPUP_MIN_CENTS)),
+        "topup_max_usd": usd_display(cents_to_micros(settings.BILLING_TOPUP_MAX_CENTS)),
         "balance_usd": usd_display(account.balance_micros),
         "held_usd": usd_display(account.held_micros) if account.held_micros else "",
         "topups_configured": topups_are_configured(),
-        "can_top_up": _is_manager(request.user, organization),  # type: ignore[arg-type]
+        "can_top_up": is_manager,
         "presets": [
             (f"{cents // 100}.{cents % 100:02d}", usd_display(cents_to_micros(cents)))
             for cents in topup_presets_cents()

@@ -26,10 +26,18 @@ class StreamOptions(_Tolerant):
     include_usage: bool = False
 
 
+class ImageURL(_Tolerant):
+    url: str
+    detail: Literal["auto", "low", "high"] = "auto"
+
+
 class ContentPart(_Tolerant):
     type: str
     text: str | None = None
-    image_url: dict[str, Any] | None = None
+    image_url: ImageURL | None = None
+
+
+FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
 
 class ToolCallFunction(_Tolerant):
@@ -49,6 +57,43 @@ class ChatMessage(_Tolerant):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+
+class FunctionDefinition(_Tolerant):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Tolerant):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Tolerant):
+    name: str
+
+
+class NamedToolChoice(_Tolerant):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(_Tolerant):
+    name: FunctionName
+    description: str | None = None
+    # `schema` would shadow BaseModel.schema(); the wire name stays "schema".
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Tolerant):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+LogitBias = dict[str, Annotated[float, Field(ge=-100, le=100)]]
 
 
 Temperature = Annotated[float, Field(ge=0, le=2)]
@@ -91,13 +136,18 @@ class ChatCompletionRequest(_SamplingRequest):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_tokens: PositiveInt | None = None
     max_completion_tokens: PositiveInt | None = None
-    response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    logit_bias: dict[str, float] | None = None
+    logit_bias: LogitBias | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: LogitBias | None) -> LogitBias | None:
+        return _checked_logit_bias(value)
 
     @property
     def output_limit(self) -> int | None:
@@ -114,7 +164,19 @@ class CompletionRequest(_SamplingRequest):
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     suffix: str | None = None
     best_of: Annotated[int, Field(ge=1, le=20)] | None = None
-    logit_bias: dict[str, float] | None = None
+    logit_bias: LogitBias | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: LogitBias | None) -> LogitBias | None:
+        return _checked_logit_bias(value)
+
+
+def _checked_logit_bias(value: LogitBias | None) -> LogitBias | None:
+    for key in value or {}:
+        if not key.isdigit():
+            raise ValueError(f"keys must be token ids (integers as strings), but got {key!r}")
+    return value
 
 
 class EmbeddingRequest(_Tolerant):
@@ -128,6 +190,7 @@ class EmbeddingRequest(_Tolerant):
 # --- Parsing and OpenAI-style validation messages -------------------------------------------
 
 Request = TypeVar("Request", bound=BaseModel)
+_UNION_MEMBERS = {"str", "int", "float", "bool", "dict", "function-after"}
 
 
 def parse_body(raw: bytes, schema: type[Request]) -> Request:
@@ -150,12 +213,13 @@ def parse_body(raw: bytes, schema: type[Request]) -> Request:
 
 
 def _param_path(location: tuple[int | str, ...]) -> str:
-    # pydantic puts union member names (e.g. "str", "list[str]") in the location; drop them.
+    # pydantic puts union member names ("str", "list[str]", "NamedToolChoice") in the location;
+    # drop them. OpenAI's field names are snake_case, so a capitalised part is a model's name.
     path = ""
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif "[" in part or part in {"str", "int", "float", "bool", "dict", "function-after"}:
+        elif "[" in part or part in _UNION_MEMBERS or part[:1].isupper():
             continue
         else:
             path += f".{part}" if path else part
@@ -163,7 +227,8 @@ def _param_path(location: tuple[int | str, ...]) -> str:
 
 
 def _validation_error(failure: ValidationError, document: dict[str, Any]) -> errors.APIError:
-    first = failure.errors()[0]
+    # Of a union's failed branches, the one that got deepest into the value says most.
+    first = max(failure.errors(), key=lambda error: len(error["loc"]))
     param = _param_path(tuple(first["loc"]))
     kind = first["type"]
     if kind == "missing":
@@ -177,8 +242,12 @@ def _validation_error(failure: ValidationError, document: dict[str, Any]) -> err
     elif kind == "value_error":
         message = f"Invalid '{param}': {str(first['msg']).removeprefix('Value error, ')}."
     else:
-        message = f"Invalid type for '{param}': {first['msg'].lower()}."
+        message = f"Invalid type for '{param}': {_lower_first(first['msg'])}."
     return errors.invalid_value(message, param=param or None, code=_code_for(kind))
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _code_for(kind: str) -> str | None:

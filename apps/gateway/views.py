@@ -14,11 +14,12 @@ from apps.gateway.protocol import (
     parse_body,
 )
 from apps.gateway.serving import chat, completions, embeddings
-from apps.gateway.serving.common import CallContext
+from apps.gateway.serving.common import CallContext, model_access_check
 
 
-def _context(request: HttpRequest) -> CallContext:
+def _context(request: HttpRequest, model_id: str) -> CallContext:
     identity = request.identity  # type: ignore[attr-defined]
+    model_access_check(model_id, allowed_models=identity.allowed_models)
     return CallContext(
         request_id=request.request_id,  # type: ignore[attr-defined]
         organization_id=identity.organization_id,
@@ -28,7 +29,8 @@ def _context(request: HttpRequest) -> CallContext:
 
 @endpoint("GET")
 async def models_list(request: HttpRequest) -> HttpResponseBase:
-    data = [entry.public_fields() for entry in catalog_models()]
+    identity = request.identity  # type: ignore[attr-defined]
+    data = [entry.public_fields() for entry in catalog_models() if identity.may_use(entry.id)]
     return JsonResponse({"object": "list", "data": data})
 
 
@@ -37,19 +39,23 @@ async def model_retrieve(request: HttpRequest, model_id: str) -> HttpResponseBas
     entry = catalog_model(model_id)
     if entry is None:
         raise errors.model_not_found(model_id)
+    model_access_check(model_id, allowed_models=request.identity.allowed_models)  # type: ignore[attr-defined]
     return JsonResponse(entry.public_fields())
 
 
 @endpoint("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
-    return await chat.create(parse_body(request.body, ChatCompletionRequest), _context(request))
+    body = parse_body(request.body, ChatCompletionRequest)
+    return await chat.create(body, _context(request, body.model))
 
 
 @endpoint("POST")
 async def legacy_completions(request: HttpRequest) -> HttpResponseBase:
-    return await completions.create(parse_body(request.body, CompletionRequest), _context(request))
+    body = parse_body(request.body, CompletionRequest)
+    return await completions.create(body, _context(request, body.model))
 
 
 @endpoint("POST")
 async def embeddings_create(request: HttpRequest) -> HttpResponseBase:
-    return await embeddings.create(parse_body(request.body, EmbeddingRequest), _context(request))
+    body = parse_body(request.body, EmbeddingRequest)
+    return await embeddings.create(body, _context(request, body.model))

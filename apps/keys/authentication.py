@@ -35,6 +35,11 @@ class KeyIdentity:
     organization_id: int
     digest: str
     expires_at: datetime | None
+    # Catalog ids the key may call; empty: every model.
+    allowed_models: tuple[str, ...] = ()
+
+    def may_use(self, model_id: str) -> bool:
+        return not self.allowed_models or model_id in self.allowed_models
 
 
 def _presented_key(authorization: str | None) -> str:
@@ -58,15 +63,19 @@ def _incorrect(raw_key: str) -> InvalidAPIKey:
 def _load_identity(digest: str) -> KeyIdentity | str:
     row = (
         APIKey.objects.filter(digest=digest)
-        .values_list("pk", "organization_id", "digest", "expires_at", "revoked_at")
+        .values_list(
+            "pk", "organization_id", "digest", "expires_at", "revoked_at", "allowed_models"
+        )
         .first()
     )
     if row is None:
         return UNKNOWN
-    key_id, organization_id, stored_digest, expires_at, revoked_at = row
+    key_id, organization_id, stored_digest, expires_at, revoked_at, allowed_models = row
     if revoked_at is not None:
         return REVOKED
-    return KeyIdentity(key_id, organization_id, stored_digest, expires_at)
+    return KeyIdentity(
+        key_id, organization_id, stored_digest, expires_at, tuple(allowed_models or ())
+    )
 
 
 def authenticate(authorization: str | None) -> KeyIdentity:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.core.cache import cache
@@ -22,13 +23,18 @@ def api_key_create(
     created_by: User | None,
     name: str,
     expires_at: datetime | None = None,
+    allowed_models: Sequence[str] = (),
 ) -> tuple[APIKey, str]:
-    """Mint a key for the organization; returns the row and the full key (never stored)."""
+    """Mint a key for the organization; returns the row and the full key (never stored).
+
+    `allowed_models` (catalog ids or aliases) limits the key to those models; empty: every model.
+    """
     if (
         created_by is not None
         and membership_for(user=created_by, organization=organization) is None
     ):
         raise PermissionDenied("Only members of an organization can create its API keys.")
+    allowed = _canonical_models(allowed_models)
     raw_key = secrets.generate()
     api_key = APIKey.objects.create(
         organization=organization,
@@ -37,8 +43,23 @@ def api_key_create(
         display=secrets.display_form(raw_key),
         created_by=created_by,
         expires_at=expires_at,
+        allowed_models=allowed,
     )
     return api_key, raw_key
+
+
+def _canonical_models(model_ids: Sequence[str]) -> list[str]:
+    """Catalog ids for ids or aliases, deduplicated in order; ValueError for an unknown one."""
+    from apps.catalog.selectors import catalog_model
+
+    canonical: list[str] = []
+    for model_id in model_ids:
+        entry = catalog_model(model_id)
+        if entry is None:
+            raise ValueError(f"Unknown model: {model_id}")
+        if entry.id not in canonical:
+            canonical.append(entry.id)
+    return canonical
 
 
 def api_key_revoke(*, api_key: APIKey, revoked_by: User | None) -> None:

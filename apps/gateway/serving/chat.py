@@ -13,7 +13,7 @@ from django.http import HttpResponseBase, JsonResponse
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors, sse
 from apps.gateway.metering import Meter, meter_open
-from apps.gateway.protocol import ChatCompletionRequest, ChatMessage
+from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
     api_error_from,
@@ -22,7 +22,17 @@ from apps.gateway.serving.common import (
     resolve_model,
     usage_body,
 )
+from apps.gateway.serving.content import message_texts
 from apps.gateway.serving.generation import Tally, close_meter_safely
+from apps.gateway.serving.logprobs import chat_logprobs
+from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
+from apps.gateway.serving.tools import (
+    ToolPlan,
+    check_tool_messages,
+    render_conversation,
+    tool_plan,
+    tool_stream,
+)
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
 
@@ -38,8 +48,12 @@ _TEMPLATE_TOKENS_PER_REQUEST = 64
 
 async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpResponseBase:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
-    _reject_unsupported(request, entry)
-    messages = [_engine_message(message, index) for index, message in enumerate(request.messages)]
+    _reject_unsupported(request)
+    check_tool_messages(request.messages)
+    plan = tool_plan(request)
+    answer = json_answer(request.response_format)
+    texts = await message_texts(request.messages, entry)
+    messages = render_conversation(request.messages, texts, plan)
     max_output = min(request.output_limit or entry.context_length, entry.context_length)
     meter = await meter_open(
         request_id=ctx.request_id,
@@ -47,71 +61,61 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpRespon
         api_key_id=ctx.api_key_id,
         endpoint=ENDPOINT,
         entry=entry,
-        max_prompt_tokens=min(_prompt_token_bound(request.messages), entry.context_length),
+        max_prompt_tokens=min(_prompt_token_bound(messages), entry.context_length),
         max_completion_tokens=max_output * request.n,
         is_stream=bool(request.stream),
         end_user=request.user or "",
         is_tester=ctx.is_tester,
     )
-    streams = [
-        provider_for(entry).chat_stream(entry, _engine_body(request, messages, choice))
-        for choice in range(request.n)
-    ]
+    provider = provider_for(entry)
+
+    def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return provider.chat_stream(entry, body)
+
+    streams = []
+    for choice in range(request.n):
+        body = _engine_body(request, messages, choice, grammar=_grammar(plan, answer))
+        calls_possible = plan is not None and plan.mode != "none"
+        streams.append(tool_stream(start, body, plan, answer) if calls_possible else start(body))
     view = _ChunkView(ctx=ctx, entry=entry, request=request)
     if request.stream:
         return sse.streaming_response(_stream_events(streams, meter, view))
     return await _collect(streams, meter, view)
 
 
-def _reject_unsupported(request: ChatCompletionRequest, entry: CatalogEntry) -> None:
+def _reject_unsupported(request: ChatCompletionRequest) -> None:
     if request.stream_options is not None and not request.stream:
         raise errors.invalid_value(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
             param="stream_options",
         )
-    if request.tools:
+    if request.top_logprobs is not None and not request.logprobs:
         raise errors.invalid_value(
-            f"The model `{entry.id}` does not support tools yet.", param="tools"
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
+            "'top_logprobs' is used.",
+            param="top_logprobs",
         )
 
 
-def _prompt_token_bound(messages: list[ChatMessage]) -> int:
+def _grammar(plan: ToolPlan | None, answer: JsonAnswer | None) -> str | None:
+    if plan is not None:
+        return plan.grammar(answer)
+    if answer is not None:
+        return lark("start: answer", answer.rule("answer"))
+    return None
+
+
+def _prompt_token_bound(messages: list[dict[str, Any]]) -> int:
     """An upper bound on prompt tokens without tokenizing: every token covers >= 1 UTF-8 byte."""
-    size = _TEMPLATE_TOKENS_PER_REQUEST
-    for message in messages:
-        size += _TEMPLATE_TOKENS_PER_MESSAGE + len(str(message.content or "").encode())
-        for call in message.tool_calls or []:
-            size += len(call.function.name.encode()) + len(call.function.arguments.encode())
-    return size
-
-
-def _engine_message(message: ChatMessage, index: int) -> dict[str, Any]:
-    body: dict[str, Any] = {"role": message.role, "content": _text_content(message, index)}
-    if message.name:
-        body["name"] = message.name
-    if message.tool_call_id:
-        body["tool_call_id"] = message.tool_call_id
-    if message.tool_calls:
-        body["tool_calls"] = [call.model_dump() for call in message.tool_calls]
-    return body
-
-
-def _text_content(message: ChatMessage, index: int) -> str:
-    if message.content is None or isinstance(message.content, str):
-        return message.content or ""
-    texts = []
-    for part_index, part in enumerate(message.content):
-        if part.type != "text" or part.text is None:
-            raise errors.invalid_value(
-                f"Content parts of type '{part.type}' are not supported by this model.",
-                param=f"messages[{index}].content[{part_index}]",
-            )
-        texts.append(part.text)
-    return "\n".join(texts)
+    return sum(_TEMPLATE_TOKENS_PER_MESSAGE + len(m["content"].encode()) for m in messages)
 
 
 def _engine_body(
-    request: ChatCompletionRequest, messages: list[dict[str, Any]], choice: int
+    request: ChatCompletionRequest,
+    messages: list[dict[str, Any]],
+    choice: int,
+    *,
+    grammar: str | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "messages": messages,
@@ -134,13 +138,13 @@ def _engine_body(
         body["presence_penalty"] = request.presence_penalty or 0.0
         body["frequency_penalty"] = request.frequency_penalty or 0.0
         body["repeat_last_n"] = -1  # over the whole output, as OpenAI applies them
-    if request.response_format is not None:
-        body["response_format"] = request.response_format
+    if grammar is not None:
+        body["grammar"] = grammar
     if request.logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = request.top_logprobs or 0
     if request.logit_bias:
-        body["logit_bias"] = request.logit_bias
+        body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
     return body
 
 
@@ -180,7 +184,7 @@ class _ChunkView:
                 self.started.add(index)
                 out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             finish_reason = choice.get("finish_reason")
-            logprobs = choice.get("logprobs") if self.request.logprobs else None
+            logprobs = chat_logprobs(choice.get("logprobs")) if self.request.logprobs else None
             if delta or finish_reason or logprobs:
                 out.append(self._choice_chunk(index, delta, finish_reason, logprobs))
         return out
@@ -273,6 +277,7 @@ class _Assembled:
     """One choice of a non-streamed completion, assembled from its chunks."""
 
     content: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
 
@@ -280,13 +285,33 @@ class _Assembled:
         delta = choice.get("delta") or {}
         if delta.get("content"):
             self.content.append(delta["content"])
-        self.logprobs.extend((choice.get("logprobs") or {}).get("content") or [])
+        for call in delta.get("tool_calls") or []:
+            self._add_call(call)
+        self.logprobs.extend((chat_logprobs(choice.get("logprobs")) or {}).get("content") or [])
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
+    def _add_call(self, call: dict[str, Any]) -> None:
+        if call["index"] == len(self.tool_calls):
+            function = call["function"]
+            self.tool_calls.append(
+                {"id": call["id"], "type": "function", "function": dict(function)}
+            )
+        else:
+            self.tool_calls[call["index"]]["function"]["arguments"] += call["function"][
+                "arguments"
+            ]
+
     def as_choice(self, index: int, *, with_logprobs: bool) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.content) if self.content or not self.tool_calls else None,
+            "refusal": None,
+        }
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
         return {
             "index": index,
-            "message": {"role": "assistant", "content": "".join(self.content), "refusal": None},
+            "message": message,
             "logprobs": {"content": self.logprobs, "refusal": None} if with_logprobs else None,
             "finish_reason": self.finish_reason or "stop",
         }

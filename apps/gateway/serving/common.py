@@ -52,6 +52,26 @@ def resolve_model(model_id: str, *, endpoint: str) -> CatalogEntry:
     return entry
 
 
+def model_access_check(model_id: str, *, allowed_models: tuple[str, ...]) -> None:
+    """403 when the API key is limited to other models (set in the dashboard).
+
+    Unknown ids pass through, so that resolve_model answers them with its usual 404. The 403
+    mirrors OpenAI's permission errors: type invalid_request_error, here code model_not_allowed.
+    """
+    if not allowed_models:
+        return
+    entry = catalog_model(model_id)
+    if entry is None or entry.id in allowed_models:
+        return
+    raise errors.APIError(
+        f"This API key is not allowed to use the model `{entry.id}`. It may use: "
+        f"{', '.join(allowed_models)}. Change the key's models in your Plugsky dashboard.",
+        status=403,
+        code="model_not_allowed",
+        param="model",
+    )
+
+
 def api_error_from(failure: ProviderError) -> errors.APIError:
     return errors.APIError(
         failure.message,

@@ -1,0 +1,46 @@
+"""Template helpers shared by the public pages and the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from apps.billing.pricing import usd_display
+from apps.dashboard.selectors import organizations_of
+
+register = template.Library()
+
+
+@register.filter
+def usd(amount_micros: int | None) -> str:
+    """Micro-dollars as dollars: 5_000_000 → "$5.00", 123 → "$0.000123"."""
+    return usd_display(amount_micros or 0)
+
+
+@register.filter
+def usd_cents(amount_micros: int | None) -> str:
+    """Micro-dollars rounded to the cent, for balances: 4_987_654 → "$4.99"."""
+    cents = round((amount_micros or 0) / 10_000)
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+@register.filter
+def per_mtok(amount_micros: int) -> str:
+    """A catalog price (micro-dollars per million tokens) for people: "$0.02"."""
+    return usd_display(amount_micros)
+
+
+@register.filter
+def thousands(value: int | None) -> str:
+    return f"{value or 0:,}"
+
+
+@register.inclusion_tag("dashboard/_switcher.html", takes_context=True)
+def organization_switcher(context: dict[str, Any], organization: Any) -> dict[str, Any]:
+    request = context["request"]
+    return {
+        "organization": organization,
+        "memberships": list(organizations_of(user_id=request.user.pk)),
+    }

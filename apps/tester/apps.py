@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TesterConfig(AppConfig):
+    name = "apps.tester"
+    label = "tester"

@@ -1,0 +1,256 @@
+"""The in-browser tester: one model column of one run, served exactly like an API call.
+
+A column's request goes through the gateway's own serving pipeline (`apps.gateway.serving.chat`)
+with a CallContext marked `is_tester` and no API key, so it is held, metered, billed to the
+organization and recorded in usage exactly as a /v1 call would be. Its server-sent events are
+parsed here and each token is sent to the run's channel-layer group, which the page's WebSocket
+consumer listens on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from pydantic import ValidationError
+
+from apps.accounts.models import Membership
+from apps.billing.pricing import usd_display
+from apps.gateway import errors
+from apps.gateway.endpoint import new_request_id
+from apps.gateway.protocol import ChatCompletionRequest
+from apps.gateway.serving import chat
+from apps.gateway.serving.common import CallContext
+from apps.usage.models import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 512
+_CANCEL_CHECK_S = 0.25
+
+
+class InvalidTesterRequest(ValueError):
+    """A column's request cannot run; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """What a Celery job needs to run one column (ids and plain data only)."""
+
+    run_id: str
+    index: int
+    organization_id: int
+    user_id: int
+    body: dict[str, Any]
+
+    def as_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def group_name(run_id: str) -> str:
+    return f"tester.{run_id}"
+
+
+def _cancel_key(run_id: str) -> str:
+    return f"tester:cancelled:{run_id}"
+
+
+def run_cancel(*, run_id: str) -> None:
+    """Ask the run's columns to stop; they close their streams, billed for what ran."""
+    cache.set(_cancel_key(run_id), 1, timeout=600)
+
+
+def tester_request_validate(body: Any) -> dict[str, Any]:
+    """The chat request a column will send, checked as the API would check it, plus tester rules.
+
+    The tester always streams (with usage), draws one choice and caps max_tokens.
+    """
+    if not isinstance(body, dict):
+        raise InvalidTesterRequest("A column's request must be a JSON object.")
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}, "n": 1}
+    body.pop("max_completion_tokens", None)
+    body["max_tokens"] = body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    try:
+        request = ChatCompletionRequest.model_validate(body)
+    except ValidationError as failure:
+        first = failure.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidTesterRequest(f"Invalid '{where}': {first['msg']}.") from None
+    limit = settings.TESTER_MAX_OUTPUT_TOKENS
+    if request.max_tokens and request.max_tokens > limit:
+        raise InvalidTesterRequest(f"The tester allows at most {limit} output tokens.")
+    return body
+
+
+@dataclass
+class _Progress:
+    """What a column has streamed so far."""
+
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    finish_reason: str | None = None
+    error: dict[str, Any] | None = None
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def first_token_ms(self) -> int | None:
+        if self.first_token_at is None:
+            return None
+        return int((self.first_token_at - self.started) * 1000)
+
+
+class _Sender:
+    """Sends a column's events to the run's group."""
+
+    def __init__(self, column: Column) -> None:
+        self.layer = get_channel_layer()
+        self.group = group_name(column.run_id)
+        self.index = column.index
+
+    async def __call__(self, event: str, **data: Any) -> None:
+        if self.layer is None:
+            return
+        message = {"type": "tester.event", "column": self.index, "event": event, **data}
+        await self.layer.group_send(self.group, message)
+
+
+async def _is_member(column: Column) -> bool:
+    return await Membership.objects.filter(
+        user_id=column.user_id, organization_id=column.organization_id
+    ).aexists()
+
+
+async def _user_email(column: Column) -> str:
+    membership = await Membership.objects.select_related("user").aget(
+        user_id=column.user_id, organization_id=column.organization_id
+    )
+    return membership.user.email
+
+
+async def column_run(column: Column) -> None:
+    """Run one column to its end (or its cancellation), streaming events to the run's group."""
+    send = _Sender(column)
+    if not await _is_member(column):
+        await send("error", message="You are no longer a member of this organization.")
+        return
+    try:
+        body = tester_request_validate(column.body)
+    except InvalidTesterRequest as failure:
+        await send("error", message=str(failure))
+        return
+    body["user"] = await _user_email(column)
+    ctx = CallContext(
+        request_id=new_request_id(),
+        organization_id=column.organization_id,
+        api_key_id=None,
+        is_tester=True,
+    )
+    progress = _Progress()
+    try:
+        response = await chat.create(ChatCompletionRequest.model_validate(body), ctx)
+    except errors.APIError as failure:
+        await send("error", message=failure.message, code=failure.code, status=failure.status)
+        return
+    await send("start", request_id=ctx.request_id, model=body["model"])
+    await _relay(response.streaming_content, column, send, progress)  # type: ignore[attr-defined]
+    await _finish(ctx.request_id, send, progress)
+
+
+async def _relay(
+    stream: AsyncIterator[bytes], column: Column, send: _Sender, progress: _Progress
+) -> None:
+    """Forward the stream's events; a stop request cancels it like a departing API client.
+
+    Cancelling the consuming task is exactly what the ASGI server does when a client disconnects
+    mid-stream, so the gateway settles the call for the tokens generated until then.
+    """
+    consumer = asyncio.create_task(_consume(stream, send, progress))
+    try:
+        while not consumer.done():
+            await asyncio.wait({consumer}, timeout=_CANCEL_CHECK_S)
+            if not consumer.done() and await sync_to_async(cache.get)(_cancel_key(column.run_id)):
+                progress.finish_reason = "cancelled"
+                consumer.cancel()
+                await asyncio.wait({consumer})
+    finally:
+        if not consumer.done():
+            consumer.cancel()
+            await asyncio.wait({consumer})
+    if not consumer.cancelled() and consumer.exception() is not None:
+        raise consumer.exception()  # type: ignore[misc]
+
+
+async def _consume(stream: AsyncIterator[bytes], send: _Sender, progress: _Progress) -> None:
+    async for payload in _sse_payloads(stream):
+        await _forward(payload, send, progress)
+
+
+async def _sse_payloads(stream: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON events of an OpenAI-style SSE byte stream, until `data: [DONE]`."""
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            for line in frame.decode().splitlines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    return
+                yield json.loads(data)
+
+
+async def _forward(payload: dict[str, Any], send: _Sender, progress: _Progress) -> None:
+    if "error" in payload:
+        progress.error = payload["error"]
+        await send("error", message=payload["error"].get("message", "The model failed."))
+        return
+    for choice in payload.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            progress.first_token_at = progress.first_token_at or time.monotonic()
+            await send("token", text=delta["content"])
+        for call in delta.get("tool_calls") or []:
+            progress.first_token_at = progress.first_token_at or time.monotonic()
+            await send("tool_call", call=_merge_tool_call(progress, call))
+        if choice.get("finish_reason"):
+            progress.finish_reason = choice["finish_reason"]
+
+
+def _merge_tool_call(progress: _Progress, delta: dict[str, Any]) -> dict[str, Any]:
+    """Accumulate a streamed tool call (OpenAI deltas append to `function.arguments`)."""
+    index = int(delta.get("index", 0))
+    call = progress.tool_calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    function = delta.get("function") or {}
+    call["id"] = delta.get("id") or call["id"]
+    call["name"] = function.get("name") or call["name"]
+    call["arguments"] += function.get("arguments") or ""
+    return {"index": index, **call}
+
+
+async def _finish(request_id: str, send: _Sender, progress: _Progress) -> None:
+    record = await UsageRecord.objects.filter(request_id=request_id).afirst()
+    if record is None:
+        logger.error("tester call %s left no usage record", request_id)
+        await send("done", request_id=request_id, finish_reason=progress.finish_reason)
+        return
+    await send(
+        "done",
+        request_id=request_id,
+        finish_reason=progress.finish_reason or "stop",
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cost_micros=record.cost_micros,
+        cost=usd_display(record.cost_micros),
+        latency_ms=record.latency_ms,
+        first_token_ms=progress.first_token_ms(),
+    )
