@@ -28,7 +28,8 @@ def main() -> int:
     worker = subprocess.Popen(
         [
             os.path.join(bin_dir, "celery"), "-A", "plugsky_site", "worker", "--beat",
-            "--concurrency", "2", "--loglevel", "warning",
+            # Threads: tester jobs share one in-process engine (one copy of each model in memory).
+            "--pool", "threads", "--concurrency", "8", "--loglevel", "warning",
             "--schedule", str(embedded.DATA_DIR / "celerybeat-schedule"),
         ],
         cwd=embedded.REPO_ROOT,

@@ -102,7 +102,13 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        "CONFIG": {
+            # The layer waits on Redis with 5 s blocking pops; redis-py's default socket timeout
+            # is also 5 s, so under load the read timed out first and dropped the WebSocket.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # Room for a whole tester answer per page: its jobs wait when a page's channel is full.
+            "capacity": 1000,
+        },
     }
 }
 
@@ -188,6 +194,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 API_KEY_CACHE_TTL_S = env_int("API_KEY_CACHE_TTL_S", 60)
 API_KEY_LAST_USED_RESOLUTION_S = env_int("API_KEY_LAST_USED_RESOLUTION_S", 60)
 RATE_LIMIT_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)
+# Images in chat messages (vision): fetched over public http(s) only, within these limits.
+PLUGSKY_IMAGE_MAX_BYTES = env_int("PLUGSKY_IMAGE_MAX_BYTES", 10 * 1024 * 1024)
+PLUGSKY_IMAGE_FETCH_TIMEOUT_S = float(env_int("PLUGSKY_IMAGE_FETCH_TIMEOUT_S", 10))
+# Networks exempt from the public-address rule. For tests only: leave empty in production.
+PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS = env_list("PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS", [])
+if IS_PRODUCTION and PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS:
+    raise ImproperlyConfigured("PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS must be empty in production")
 # Operator-added models (local GGUF files with their SHA-256, upstream routes): a JSON file.
 PLUGSKY_CATALOG_FILE = env_str("PLUGSKY_CATALOG_FILE")
 # Which built-in models the local engine loads ("all", or a comma-separated list of ids).

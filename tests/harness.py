@@ -38,10 +38,13 @@ def _configure() -> None:
         os.environ["PLUGSKY_TEST_DATABASE_URL"] = _database_url()
         os.environ["PLUGSKY_TEST_REDIS_URL"] = _redis_url()
     os.environ["DATABASE_URL"] = os.environ["PLUGSKY_TEST_DATABASE_URL"]
-    # Redis databases 1-15 are the tests' (0 is left to a developer's `make run`).
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    number = 1 + int(worker.removeprefix("gw") or 0) % 15
-    os.environ["REDIS_URL"] = _with_database_number(os.environ["PLUGSKY_TEST_REDIS_URL"], number)
+    # Each worker gets its own Redis database, counted up from the base URL's number + 1 (so
+    # database 0 stays a developer's `make run`'s, and two runs can use different bases).
+    base_url = os.environ["PLUGSKY_TEST_REDIS_URL"]
+    base = int(urlsplit(base_url).path.strip("/") or 0)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    number = 1 + (base + worker) % 15
+    os.environ["REDIS_URL"] = _with_database_number(base_url, number)
 
 
 _configure()

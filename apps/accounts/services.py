@@ -62,6 +62,10 @@ def account_signup(*, email: str, password: str, base_url: str, full_name: str =
             user = user_create(
                 email=email, password=password, full_name=full_name.strip(), is_email_verified=False
             )
+            if user.full_name:
+                Organization.objects.filter(is_personal=True, memberships__user=user).update(
+                    name=f"{user.full_name}'s organization"
+                )
     except IntegrityError:
         raise EmailTaken(email) from None
     email_verification_send(user=user, base_url=base_url)
@@ -98,16 +102,20 @@ def email_verify(*, token: str) -> User:
     user = User.objects.filter(pk=payload.get("user"), email=payload.get("email")).first()
     if user is None:
         raise ValidationError("This verification link is not valid.", code="invalid")
-    with transaction.atomic():
-        User.objects.filter(pk=user.pk, email_verified_at__isnull=True).update(
-            email_verified_at=timezone.now()
-        )
-        for organization in Organization.objects.filter(
-            memberships__user=user, memberships__role=Role.OWNER
-        ).order_by("pk"):
-            trial_grant(organization=organization)
-    user.refresh_from_db(fields=["email_verified_at"])
+    _email_mark_verified(user)
     return user
+
+
+@transaction.atomic
+def _email_mark_verified(user: User) -> None:
+    """The user owns their address: record it and grant the trial to the organizations they own."""
+    User.objects.filter(pk=user.pk, email_verified_at__isnull=True).update(
+        email_verified_at=timezone.now()
+    )
+    owned = Organization.objects.filter(memberships__user=user, memberships__role=Role.OWNER)
+    for organization in owned.order_by("pk"):
+        trial_grant(organization=organization)
+    user.refresh_from_db(fields=["email_verified_at"])
 
 
 # --- Organizations and members -------------------------------------------------------------------
@@ -273,7 +281,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
     if not is_claimed:
         raise InvitationInvalid("This invitation has already been accepted.")
     if not user.is_email_verified:
-        email_verify(token=email_verification_token(user=user))
+        _email_mark_verified(user)
     membership, _ = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
     )

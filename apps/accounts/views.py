@@ -177,7 +177,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET" or not request.user.is_authenticated:
         return render(request, "accounts/invitation.html", context)
     try:
-        membership = invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+        membership = invitation_accept(token=token, user=request.user)
     except (InvitationInvalid, PermissionDenied) as error:
         context["error"] = str(error)
         return render(request, "accounts/invitation.html", context, status=403)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from apps.catalog.entries import CatalogEntry, Kind, LocalRoute
 
-_CHAT = frozenset({"chat", "completions", "streaming", "stop", "seed", "penalties"})
+_CHAT = frozenset({"chat", "completions", "streaming", "stop", "seed", "penalties", "logprobs",
+                   "logit_bias", "n"})  # fmt: skip
+# Calls and JSON by constrained decoding: plugsky-nano can be held to the format, but its
+# arguments and answers are rarely useful.
+_STRUCTURED = frozenset({"tools", "parallel_tool_calls", "json_mode", "json_schema"})
 
 BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
@@ -13,7 +17,7 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
         route=LocalRoute(runtime="llama", weights="smollm2-135m-instruct", parallel_slots=4),
         context_length=4096,
         description="SmolLM2-135M-Instruct (Q4_1). Tiny and fast; fluent but weak at reasoning.",
-        capabilities=_CHAT,
+        capabilities=_CHAT | _STRUCTURED,
         aliases=("smollm2-135m-instruct",),
         input_price_micros_per_mtok=20_000,
         output_price_micros_per_mtok=40_000,
@@ -24,7 +28,7 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
         route=LocalRoute(runtime="llama", weights="qwen2.5-coder-0.5b-instruct", parallel_slots=4),
         context_length=4096,
         description="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M). Follows instructions, writes code.",
-        capabilities=_CHAT,
+        capabilities=_CHAT | _STRUCTURED,
         aliases=("qwen2.5-coder-0.5b-instruct",),
         input_price_micros_per_mtok=50_000,
         output_price_micros_per_mtok=100_000,
@@ -36,10 +40,25 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
         context_length=4096,
         description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M). The strongest built-in; optional "
         "install (`make models-pro`).",
-        capabilities=_CHAT,
+        capabilities=_CHAT | _STRUCTURED,
         aliases=("qwen2.5-coder-1.5b-instruct",),
         input_price_micros_per_mtok=100_000,
         output_price_micros_per_mtok=200_000,
+    ),
+    CatalogEntry(
+        id="plugsky-vision",
+        kind=Kind.CHAT,
+        route=LocalRoute(runtime="llama", weights="qwen2.5-coder-0.5b-instruct", parallel_slots=4),
+        context_length=4096,
+        description="Reads images for Qwen2.5-Coder-0.5B-Instruct. Each image is passed through "
+        "an OCR model (PP-OCRv4) and measured; the chat model gets the text found in the image, "
+        "its size and its main colours. It CAN read printed text (English, Chinese), and tell "
+        "size and colours. It CANNOT recognise objects, people, animals, scenes, charts or "
+        "handwriting, and does not see layout beyond the order of text lines.",
+        capabilities=_CHAT | _STRUCTURED | {"vision"},
+        aliases=("plugsky-mini-vision",),
+        input_price_micros_per_mtok=50_000,
+        output_price_micros_per_mtok=100_000,
     ),
     CatalogEntry(
         id="plugsky-base",
@@ -47,7 +66,9 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
         route=LocalRoute(runtime="llama", weights="gemma-3-270m", parallel_slots=4),
         context_length=4096,
         description="Gemma-3-270M base (Q4_K_M): continues text; /v1/completions only.",
-        capabilities=frozenset({"completions", "streaming", "stop", "seed", "penalties"}),
+        capabilities=frozenset(
+            {"completions", "streaming", "stop", "seed", "penalties", "logprobs", "logit_bias"}
+        ),
         aliases=("gemma-3-270m",),
         input_price_micros_per_mtok=20_000,
         output_price_micros_per_mtok=40_000,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from apps.accounts.models import Invitation, Membership, Organization
@@ -89,7 +89,7 @@ def keys_for(*, organization: Organization) -> list[KeyRow]:
     keys = list(
         APIKey.objects.filter(organization=organization)
         .select_related("created_by")
-        .order_by("revoked_at", "-created_at")
+        .order_by(F("revoked_at").asc(nulls_first=True), "-created_at")  # active keys first
     )
     limits = dict(
         SpendLimit.objects.filter(organization=organization, api_key__isnull=False).values_list(
@@ -220,9 +220,9 @@ def usage_debits_by_day(*, organization: Organization, days: int = 30) -> list[t
 
 
 def receipts_for(*, organization: Organization) -> QuerySet[TopUp]:
-    return TopUp.objects.filter(
-        organization=organization, status=TopUpStatus.COMPLETED
-    ).order_by("-completed_at")
+    return TopUp.objects.filter(organization=organization, status=TopUpStatus.COMPLETED).order_by(
+        "-completed_at"
+    )
 
 
 def receipt_of(*, organization: Organization, topup_id: int) -> TopUp | None:

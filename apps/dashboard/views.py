@@ -36,6 +36,7 @@ from apps.dashboard.forms import KeyCreateForm, UsageRangeForm
 from apps.dashboard.services import api_key_create_with_limits
 from apps.keys.services import api_key_revoke
 from apps.site.public import api_base_url, public_base_url
+from apps.usage.models import UsageRecord
 
 
 def _render(
@@ -181,7 +182,7 @@ def usage_export(request: HttpRequest, scope: Scope) -> HttpResponse:
     return response
 
 
-def _csv_row(record: Any) -> list[object]:
+def _csv_row(record: UsageRecord) -> list[object]:
     key = record.api_key
     return [
         record.created_at.isoformat(),

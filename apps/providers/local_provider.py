@@ -38,11 +38,21 @@ def _source(route: LocalRoute) -> WeightSource:
     return BUILTIN_WEIGHTS[route.weights]
 
 
+def _engine_key(entry: CatalogEntry) -> str:
+    """Entries on the same weights and runtime share one loaded engine (one copy in memory)."""
+    route = entry.route
+    return f"{route.runtime}:{route.weights}:{route.parallel_slots}:{entry.context_length}"
+
+
 class LocalProvider:
     def __init__(self) -> None:
         self._engines: dict[str, LlamaRuntime | Embedder] = {}
         # A thread lock, not an asyncio one: requests may arrive on different event loops.
         self._loading = threading.Lock()
+
+    def engine_id(self, entry: CatalogEntry) -> str:
+        """Which loaded engine serves the entry (entries may share one)."""
+        return _engine_key(entry)
 
     def is_available(self, entry: CatalogEntry) -> bool:
         try:
@@ -51,16 +61,17 @@ class LocalProvider:
             return False
 
     async def _engine(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
-        engine = self._engines.get(entry.id)
+        engine = self._engines.get(_engine_key(entry))
         if engine is not None:
             return engine
         return await asyncio.to_thread(self._load_once, entry)
 
     def _load_once(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
+        key = _engine_key(entry)
         with self._loading:
-            if entry.id not in self._engines:
-                self._engines[entry.id] = self._load(entry)
-            return self._engines[entry.id]
+            if key not in self._engines:
+                self._engines[key] = self._load(entry)
+            return self._engines[key]
 
     def _load(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
         route = entry.route
@@ -77,7 +88,6 @@ class LocalProvider:
                 path,
                 n_ctx=entry.context_length * route.parallel_slots,
                 n_parallel=route.parallel_slots,
-                model_name=entry.id,
             )
         if route.runtime == "e5":
             return E5Embedder(path)

@@ -2,8 +2,8 @@
 
 The page sends `{"type": "run", "columns": [<chat request>, …]}` (up to three models side by side)
 and `{"type": "stop"}`. Each column runs as a Celery job (apps/tester/tasks.py) that streams
-`{"type": "event", "column", "event": "start"|"token"|"tool_call"|"done"|"error", …}` back through
-the run's channel-layer group.
+`{"type": "event", "run_id", "column", "event": "start"|"token"|"tool_call"|"done"|"error", …}`
+back to this consumer's channel over the Redis channel layer.
 """
 
 from __future__ import annotations
@@ -17,25 +17,22 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from apps.accounts.models import Membership
-from apps.tester.services import (
-    Column,
-    InvalidTesterRequest,
-    group_name,
-    run_cancel,
-    tester_request_validate,
-)
+from apps.accounts.throttle import Throttle
+from apps.tester.services import Column, InvalidTesterRequest, run_cancel, tester_request_validate
 from apps.tester.tasks import QUEUE_EXPIRY_S, tester_column_run
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# Tester calls carry no API key, so the per-key request limit does not apply: this one does.
+_RUNS_PER_MINUTE = Throttle("tester-runs", limit=30, window_s=60)
 
 
 def _enqueue(columns: list[Column]) -> None:
     for column in columns:
-        tester_column_run.apply_async(args=[column.as_payload()], expires=QUEUE_EXPIRY_S)
+        tester_column_run.apply_async(args=(column.as_payload(),), expires=QUEUE_EXPIRY_S)
 
 
-class TesterConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class TesterConsumer(AsyncJsonWebsocketConsumer):
     organization_id: int
     user_id: int
     run_id: str | None = None
@@ -80,11 +77,13 @@ class TesterConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if not await self._is_member():  # membership may have ended since connecting
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        if await sync_to_async(_RUNS_PER_MINUTE.hit)(str(self.user_id)) > _RUNS_PER_MINUTE.limit:
+            await self.send_json({"type": "error", "message": "Too many runs: wait a minute."})
+            return
         await self._stop()
         self.run_id = uuid.uuid4().hex
-        await self.channel_layer.group_add(group_name(self.run_id), self.channel_name)
         columns = [
-            Column(self.run_id, index, self.organization_id, self.user_id, body)
+            Column(self.run_id, index, self.organization_id, self.user_id, body, self.channel_name)
             for index, body in enumerate(checked)
         ]
         await sync_to_async(_enqueue, thread_sensitive=False)(columns)
@@ -94,11 +93,11 @@ class TesterConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if self.run_id is None:
             return
         await sync_to_async(run_cancel)(run_id=self.run_id)
-        await self.channel_layer.group_discard(group_name(self.run_id), self.channel_name)
         self.run_id = None
 
     async def disconnect(self, code: int) -> None:
         await self._stop()
 
     async def tester_event(self, message: dict[str, Any]) -> None:
-        await self.send_json({**message, "type": "event"})
+        if message.get("run_id") == self.run_id:  # late events of a stopped run are dropped
+            await self.send_json({**message, "type": "event"})

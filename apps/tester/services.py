@@ -3,8 +3,12 @@
 A column's request goes through the gateway's own serving pipeline (`apps.gateway.serving.chat`)
 with a CallContext marked `is_tester` and no API key, so it is held, metered, billed to the
 organization and recorded in usage exactly as a /v1 call would be. Its server-sent events are
-parsed here and each token is sent to the run's channel-layer group, which the page's WebSocket
-consumer listens on.
+parsed here and each token is sent over the Redis channel layer to the page's WebSocket consumer.
+
+Events go with `channel_layer.send` to the consumer's own channel, not with `group_send`: a group
+send drops messages silently when the channel is full, a direct send raises ChannelFull, so a
+slow page makes the job wait instead of losing tokens (or the final usage), and a page that has
+gone away stops the generation like a departing API client.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
@@ -36,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 512
 _CANCEL_CHECK_S = 0.25
+# A page that reads nothing for this long is gone: its column stops.
+_PAGE_TIMEOUT_S = 15.0
 
 
 class InvalidTesterRequest(ValueError):
@@ -51,13 +58,10 @@ class Column:
     organization_id: int
     user_id: int
     body: dict[str, Any]
+    reply_channel: str
 
     def as_payload(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def group_name(run_id: str) -> str:
-    return f"tester.{run_id}"
 
 
 def _cancel_key(run_id: str) -> str:
@@ -107,19 +111,58 @@ class _Progress:
         return int((self.first_token_at - self.started) * 1000)
 
 
-class _Sender:
-    """Sends a column's events to the run's group."""
+class _Outbox:
+    """A column's events to the page, in order.
+
+    `put` never waits, so the task reading the model's stream only ever awaits the stream (a stop
+    then cancels it inside the gateway's generator, which settles the call). A pump delivers the
+    events; when the page's channel stays full for _PAGE_TIMEOUT_S, the page is taken as gone.
+    """
 
     def __init__(self, column: Column) -> None:
         self.layer = get_channel_layer()
-        self.group = group_name(column.run_id)
-        self.index = column.index
+        self.column = column
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.is_gone = self.layer is None
+        self._pump_task: asyncio.Task[None] | None = None
 
-    async def __call__(self, event: str, **data: Any) -> None:
-        if self.layer is None:
-            return
-        message = {"type": "tester.event", "column": self.index, "event": event, **data}
-        await self.layer.group_send(self.group, message)
+    def put(self, event: str, **data: Any) -> None:
+        message = {
+            "type": "tester.event",
+            "run_id": self.column.run_id,
+            "column": self.column.index,
+            "event": event,
+            **data,
+        }
+        self.queue.put_nowait(message)
+
+    async def __aenter__(self) -> _Outbox:
+        self._pump_task = asyncio.create_task(self._pump())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.queue.put_nowait(None)
+        assert self._pump_task is not None
+        await self._pump_task
+
+    async def _pump(self) -> None:
+        while (message := await self.queue.get()) is not None:
+            if not self.is_gone:
+                await self._deliver(message)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        assert self.layer is not None
+        deadline = time.monotonic() + _PAGE_TIMEOUT_S
+        while True:
+            try:
+                await self.layer.send(self.column.reply_channel, message)
+                return
+            except ChannelFull:
+                if time.monotonic() > deadline:
+                    logger.info("tester run %s: the page stopped reading", self.column.run_id)
+                    self.is_gone = True
+                    return
+                await asyncio.sleep(0.05)
 
 
 async def _is_member(column: Column) -> bool:
@@ -136,15 +179,19 @@ async def _user_email(column: Column) -> str:
 
 
 async def column_run(column: Column) -> None:
-    """Run one column to its end (or its cancellation), streaming events to the run's group."""
-    send = _Sender(column)
+    """Run one column to its end (or its cancellation), streaming events to the page."""
+    async with _Outbox(column) as outbox:
+        await _column_run(column, outbox)
+
+
+async def _column_run(column: Column, outbox: _Outbox) -> None:
     if not await _is_member(column):
-        await send("error", message="You are no longer a member of this organization.")
+        outbox.put("error", message="You are no longer a member of this organization.")
         return
     try:
         body = tester_request_validate(column.body)
     except InvalidTesterRequest as failure:
-        await send("error", message=str(failure))
+        outbox.put("error", message=str(failure))
         return
     body["user"] = await _user_email(column)
     ctx = CallContext(
@@ -157,26 +204,26 @@ async def column_run(column: Column) -> None:
     try:
         response = await chat.create(ChatCompletionRequest.model_validate(body), ctx)
     except errors.APIError as failure:
-        await send("error", message=failure.message, code=failure.code, status=failure.status)
+        outbox.put("error", message=failure.message, code=failure.code, status=failure.status)
         return
-    await send("start", request_id=ctx.request_id, model=body["model"])
-    await _relay(response.streaming_content, column, send, progress)  # type: ignore[attr-defined]
-    await _finish(ctx.request_id, send, progress)
+    outbox.put("start", request_id=ctx.request_id, model=body["model"])
+    await _relay(response.streaming_content, column, outbox, progress)  # type: ignore[attr-defined]
+    await _finish(ctx.request_id, outbox, progress)
 
 
 async def _relay(
-    stream: AsyncIterator[bytes], column: Column, send: _Sender, progress: _Progress
+    stream: AsyncIterator[bytes], column: Column, outbox: _Outbox, progress: _Progress
 ) -> None:
-    """Forward the stream's events; a stop request cancels it like a departing API client.
+    """Forward the stream's events; a stop (or a vanished page) cancels it like a departing client.
 
     Cancelling the consuming task is exactly what the ASGI server does when a client disconnects
     mid-stream, so the gateway settles the call for the tokens generated until then.
     """
-    consumer = asyncio.create_task(_consume(stream, send, progress))
+    consumer = asyncio.create_task(_consume(stream, outbox, progress))
     try:
         while not consumer.done():
             await asyncio.wait({consumer}, timeout=_CANCEL_CHECK_S)
-            if not consumer.done() and await sync_to_async(cache.get)(_cancel_key(column.run_id)):
+            if not consumer.done() and await _is_stopped(column, outbox):
                 progress.finish_reason = "cancelled"
                 consumer.cancel()
                 await asyncio.wait({consumer})
@@ -188,13 +235,17 @@ async def _relay(
         raise consumer.exception()  # type: ignore[misc]
 
 
-async def _consume(stream: AsyncIterator[bytes], send: _Sender, progress: _Progress) -> None:
+async def _is_stopped(column: Column, outbox: _Outbox) -> bool:
+    return outbox.is_gone or bool(await sync_to_async(cache.get)(_cancel_key(column.run_id)))
+
+
+async def _consume(stream: AsyncIterator[bytes], outbox: _Outbox, progress: _Progress) -> None:
     async for payload in _sse_payloads(stream):
-        await _forward(payload, send, progress)
+        _forward(payload, outbox, progress)
 
 
 async def _sse_payloads(stream: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON events of an OpenAI-style SSE byte stream, until `data: [DONE]`."""
+    """The JSON events of an OpenAI-style SSE byte stream."""
     buffer = b""
     async for chunk in stream:
         buffer += chunk
@@ -204,24 +255,23 @@ async def _sse_payloads(stream: AsyncIterator[bytes]) -> AsyncIterator[dict[str,
                 if not line.startswith("data:"):
                     continue
                 data = line[len("data:") :].strip()
-                if data == "[DONE]":
-                    return
-                yield json.loads(data)
+                if data != "[DONE]":  # read on to the stream's own end, which closes it
+                    yield json.loads(data)
 
 
-async def _forward(payload: dict[str, Any], send: _Sender, progress: _Progress) -> None:
+def _forward(payload: dict[str, Any], outbox: _Outbox, progress: _Progress) -> None:
     if "error" in payload:
         progress.error = payload["error"]
-        await send("error", message=payload["error"].get("message", "The model failed."))
+        outbox.put("error", message=payload["error"].get("message", "The model failed."))
         return
     for choice in payload.get("choices") or []:
         delta = choice.get("delta") or {}
         if delta.get("content"):
             progress.first_token_at = progress.first_token_at or time.monotonic()
-            await send("token", text=delta["content"])
+            outbox.put("token", text=delta["content"])
         for call in delta.get("tool_calls") or []:
             progress.first_token_at = progress.first_token_at or time.monotonic()
-            await send("tool_call", call=_merge_tool_call(progress, call))
+            outbox.put("tool_call", call=_merge_tool_call(progress, call))
         if choice.get("finish_reason"):
             progress.finish_reason = choice["finish_reason"]
 
@@ -237,13 +287,13 @@ def _merge_tool_call(progress: _Progress, delta: dict[str, Any]) -> dict[str, An
     return {"index": index, **call}
 
 
-async def _finish(request_id: str, send: _Sender, progress: _Progress) -> None:
+async def _finish(request_id: str, outbox: _Outbox, progress: _Progress) -> None:
     record = await UsageRecord.objects.filter(request_id=request_id).afirst()
     if record is None:
         logger.error("tester call %s left no usage record", request_id)
-        await send("done", request_id=request_id, finish_reason=progress.finish_reason)
+        outbox.put("done", request_id=request_id, finish_reason=progress.finish_reason)
         return
-    await send(
+    outbox.put(
         "done",
         request_id=request_id,
         finish_reason=progress.finish_reason or "stop",

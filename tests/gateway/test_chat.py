@@ -86,6 +86,7 @@ def test_stream_with_include_usage(api, live_key):
             "model": "plugsky-nano",
             "messages": HELLO,
             "max_tokens": 6,
+            "temperature": 0,
             "stream": True,
             "stream_options": {"include_usage": True},
         },
@@ -117,10 +118,19 @@ def test_streamed_text_equals_non_streamed_text_at_temperature_zero(api):
 
 
 def test_n_choices_are_independent_and_counted(api):
-    body = _chat(api, n=3, max_tokens=5, temperature=1.0, seed=5).json()
+    # A long-story prompt: no choice ends before max_tokens, so every choice counts 5 tokens.
+    story = [{"role": "user", "content": "Write a long story about a dragon."}]
+    body = api.post(
+        "/chat/completions",
+        json={"model": "plugsky-nano", "messages": story, "n": 3, "max_tokens": 5, "seed": 5},
+    ).json()
+    assert [c["finish_reason"] for c in body["choices"]] == ["length"] * 3
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
     assert body["usage"]["completion_tokens"] == 15
-    single = _chat(api, max_tokens=5, temperature=1.0, seed=5).json()
+    single = api.post(
+        "/chat/completions",
+        json={"model": "plugsky-nano", "messages": story, "max_tokens": 5, "seed": 5},
+    ).json()
     assert body["usage"]["prompt_tokens"] == single["usage"]["prompt_tokens"]
 
 

@@ -35,8 +35,9 @@ def test_chat(client):
 def test_chat_streaming(client):
     stream = client.chat.completions.create(
         model="plugsky-nano",
-        messages=[{"role": "user", "content": "Count to five."}],
+        messages=[{"role": "user", "content": "Write a long story about the sea."}],
         max_tokens=12,
+        temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -47,7 +48,9 @@ def test_chat_streaming(client):
 
 
 def test_completions(client):
-    completion = client.completions.create(model="plugsky-base", prompt="Hello", max_tokens=4)
+    completion = client.completions.create(
+        model="plugsky-base", prompt="Once upon a time", max_tokens=4, temperature=0
+    )
     assert completion.choices[0].text
     assert completion.usage is not None and completion.usage.completion_tokens == 4
 

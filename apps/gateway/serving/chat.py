@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from apps.gateway.serving.common import (
     usage_body,
 )
 from apps.gateway.serving.content import message_texts
+from apps.gateway.serving.gate import gated
 from apps.gateway.serving.generation import Tally, close_meter_safely
 from apps.gateway.serving.logprobs import chat_logprobs
 from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
@@ -70,13 +72,22 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpRespon
     provider = provider_for(entry)
 
     def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return provider.chat_stream(entry, body)
+        return gated(
+            provider.engine_id(entry),
+            lambda: provider.chat_stream(entry, body),
+            exclusive=request.seed is not None,
+        )
 
     streams = []
     for choice in range(request.n):
-        body = _engine_body(request, messages, choice, grammar=_grammar(plan, answer))
-        calls_possible = plan is not None and plan.mode != "none"
-        streams.append(tool_stream(start, body, plan, answer) if calls_possible else start(body))
+        grammar = _grammar(plan, answer)
+        body = _engine_body(
+            request, messages, choice, grammar=grammar, context_length=entry.context_length
+        )
+        if plan is not None and plan.mode != "none":
+            streams.append(tool_stream(start, body, plan, answer))
+        else:
+            streams.append(start(body))
     view = _ChunkView(ctx=ctx, entry=entry, request=request)
     if request.stream:
         return sse.streaming_response(_stream_events(streams, meter, view))
@@ -107,7 +118,8 @@ def _grammar(plan: ToolPlan | None, answer: JsonAnswer | None) -> str | None:
 
 def _prompt_token_bound(messages: list[dict[str, Any]]) -> int:
     """An upper bound on prompt tokens without tokenizing: every token covers >= 1 UTF-8 byte."""
-    return sum(_TEMPLATE_TOKENS_PER_MESSAGE + len(m["content"].encode()) for m in messages)
+    size = sum(_TEMPLATE_TOKENS_PER_MESSAGE + len(m["content"].encode()) for m in messages)
+    return _TEMPLATE_TOKENS_PER_REQUEST + size
 
 
 def _engine_body(
@@ -116,6 +128,7 @@ def _engine_body(
     choice: int,
     *,
     grammar: str | None,
+    context_length: int,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "messages": messages,
@@ -137,12 +150,14 @@ def _engine_body(
     if request.presence_penalty or request.frequency_penalty:
         body["presence_penalty"] = request.presence_penalty or 0.0
         body["frequency_penalty"] = request.frequency_penalty or 0.0
-        body["repeat_last_n"] = -1  # over the whole output, as OpenAI applies them
+        # Over the whole output, as OpenAI applies them (llama.cpp's default window is 64).
+        body["repeat_last_n"] = request.output_limit or context_length
     if grammar is not None:
         body["grammar"] = grammar
     if request.logprobs:
         body["logprobs"] = True
-        body["top_logprobs"] = request.top_logprobs or 0
+        # llama.cpp reports nothing at all when asked for 0 alternatives; extras are cut later.
+        body["top_logprobs"] = max(request.top_logprobs or 0, 1)
     if request.logit_bias:
         body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
     return body
@@ -184,7 +199,11 @@ class _ChunkView:
                 self.started.add(index)
                 out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             finish_reason = choice.get("finish_reason")
-            logprobs = chat_logprobs(choice.get("logprobs")) if self.request.logprobs else None
+            logprobs = (
+                chat_logprobs(choice.get("logprobs"), top=self.request.top_logprobs or 0)
+                if self.request.logprobs
+                else None
+            )
             if delta or finish_reason or logprobs:
                 out.append(self._choice_chunk(index, delta, finish_reason, logprobs))
         return out
@@ -240,7 +259,9 @@ async def _collect(
     streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _ChunkView
 ) -> HttpResponseBase:
     tally = Tally(samples_per_prompt=view.request.n)
-    choices = {index: _Assembled() for index in range(len(streams))}
+    choices = {
+        index: _Assembled(top=view.request.top_logprobs or 0) for index in range(len(streams))
+    }
     try:
         async for index, chunk in merge_streams(streams):
             tally.observe(index, chunk)
@@ -280,6 +301,7 @@ class _Assembled:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
+    top: int = 0  # alternatives per token the request asked for
 
     def add(self, choice: dict[str, Any]) -> None:
         delta = choice.get("delta") or {}
@@ -287,7 +309,9 @@ class _Assembled:
             self.content.append(delta["content"])
         for call in delta.get("tool_calls") or []:
             self._add_call(call)
-        self.logprobs.extend((chat_logprobs(choice.get("logprobs")) or {}).get("content") or [])
+        self.logprobs.extend(
+            (chat_logprobs(choice.get("logprobs"), top=self.top) or {}).get("content") or []
+        )
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
     def _add_call(self, call: dict[str, Any]) -> None:
@@ -297,11 +321,20 @@ class _Assembled:
                 {"id": call["id"], "type": "function", "function": dict(function)}
             )
         else:
-            self.tool_calls[call["index"]]["function"]["arguments"] += call["function"][
-                "arguments"
-            ]
+            self.tool_calls[call["index"]]["function"]["arguments"] += call["function"]["arguments"]
+
+    def _complete_calls(self) -> list[dict[str, Any]]:
+        """The calls, less one that max_tokens cut off (its arguments are not valid JSON)."""
+        if self.finish_reason != "length" or not self.tool_calls:
+            return self.tool_calls
+        try:
+            json.loads(self.tool_calls[-1]["function"]["arguments"])
+        except ValueError:
+            return self.tool_calls[:-1]
+        return self.tool_calls
 
     def as_choice(self, index: int, *, with_logprobs: bool) -> dict[str, Any]:
+        self.tool_calls = self._complete_calls()
         message: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(self.content) if self.content or not self.tool_calls else None,

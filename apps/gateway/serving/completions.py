@@ -22,7 +22,9 @@ from apps.gateway.serving.common import (
     resolve_model,
     usage_body,
 )
+from apps.gateway.serving.gate import gated
 from apps.gateway.serving.generation import Tally, close_meter_safely
+from apps.gateway.serving.logprobs import LegacyLogprobs
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
 
@@ -50,8 +52,17 @@ async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBa
         is_tester=ctx.is_tester,
     )
     # Choice i*n + j is sample j of prompt i, as OpenAI numbers them.
+    provider = provider_for(entry)
+
+    def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return gated(
+            provider.engine_id(entry),
+            lambda: provider.complete_stream(entry, body),
+            exclusive=request.seed is not None,
+        )
+
     streams = [
-        provider_for(entry).complete_stream(entry, _engine_body(request, prompt, sample))
+        start(_engine_body(request, prompt, sample, context_length=entry.context_length))
         for prompt in prompts
         for sample in range(request.n)
     ]
@@ -91,9 +102,11 @@ def _reject_unsupported(request: CompletionRequest, prompts: list[EnginePrompt])
         raise errors.invalid_value("'suffix' is not supported by this model.", param="suffix")
     if request.best_of is not None and request.best_of != request.n:
         raise errors.invalid_value("'best_of' must equal 'n' on this model.", param="best_of")
-    if request.logprobs:
+    if request.logprobs is not None and request.echo:
         raise errors.invalid_value(
-            "'logprobs' is not supported on /v1/completions yet.", param="logprobs"
+            "'logprobs' together with 'echo' is not supported on this model: it cannot score "
+            "the prompt's tokens.",
+            param="logprobs",
         )
 
 
@@ -101,7 +114,9 @@ def _token_bound(prompt: EnginePrompt) -> int:
     return len(prompt) + 2 if isinstance(prompt, list) else len(prompt.encode()) + 2
 
 
-def _engine_body(request: CompletionRequest, prompt: EnginePrompt, sample: int) -> dict[str, Any]:
+def _engine_body(
+    request: CompletionRequest, prompt: EnginePrompt, sample: int, *, context_length: int
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "prompt": prompt,
         "max_tokens": request.max_tokens or 16,
@@ -120,9 +135,14 @@ def _engine_body(request: CompletionRequest, prompt: EnginePrompt, sample: int) 
     if request.presence_penalty or request.frequency_penalty:
         body["presence_penalty"] = request.presence_penalty or 0.0
         body["frequency_penalty"] = request.frequency_penalty or 0.0
-        body["repeat_last_n"] = -1
+        # Over the whole output (llama.cpp's default window is 64 tokens; -1 is refused).
+        body["repeat_last_n"] = request.max_tokens or context_length
     if request.logit_bias:
-        body["logit_bias"] = request.logit_bias
+        body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
+    if request.logprobs is not None:
+        body["logprobs"] = True
+        # llama.cpp reports nothing at all when asked for 0 alternatives; extras are cut later.
+        body["top_logprobs"] = max(request.logprobs, 1)
     return body
 
 
@@ -141,6 +161,12 @@ class _TextView:
         prompt = self.prompts[index // self.request.n]
         return prompt if self.request.echo and isinstance(prompt, str) else ""
 
+    def logprobs_of(self, scores: LegacyLogprobs, choice: dict[str, Any]) -> dict[str, Any] | None:
+        """Record a chunk's token logprobs; their legacy shape, when the request asked."""
+        if self.request.logprobs is None:
+            return None
+        return scores.add(choice.get("logprobs"))
+
     def envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.completion_id,
@@ -154,8 +180,10 @@ class _TextView:
         return body
 
 
-def _choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
-    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+def _choice(
+    index: int, text: str, finish_reason: str | None, logprobs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
 def _text_of(choice: dict[str, Any]) -> str:
@@ -169,6 +197,7 @@ async def _stream_events(
 ) -> AsyncIterator[bytes]:
     tally = Tally(samples_per_prompt=view.request.n)
     echoed: set[int] = set()
+    scores = [LegacyLogprobs(top=view.request.logprobs or 0) for _ in streams]
     try:
         async for index, chunk in merge_streams(streams):
             tally.observe(index, chunk)
@@ -178,8 +207,10 @@ async def _stream_events(
                     echoed.add(index)
                     text = view.echo_for(index) + text
                 finish_reason = choice.get("finish_reason")
-                if text or finish_reason:
-                    yield sse.event(view.envelope([_choice(index, text, finish_reason)]))
+                logprobs = view.logprobs_of(scores[index], choice)
+                if text or finish_reason or logprobs:
+                    choice_out = _choice(index, text, finish_reason, logprobs)
+                    yield sse.event(view.envelope([choice_out]))
     except ProviderError as failure:
         await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
         yield sse.event(api_error_from(failure).body())
@@ -208,11 +239,13 @@ async def _collect(
     tally = Tally(samples_per_prompt=view.request.n)
     texts: dict[int, list[str]] = {index: [view.echo_for(index)] for index in range(len(streams))}
     finish: dict[int, str] = {}
+    scores = [LegacyLogprobs(top=view.request.logprobs or 0) for _ in streams]
     try:
         async for index, chunk in merge_streams(streams):
             tally.observe(index, chunk)
             for choice in chunk.get("choices") or []:
                 texts[index].append(_text_of(choice))
+                view.logprobs_of(scores[index], choice)
                 finish[index] = choice.get("finish_reason") or finish.get(index, "")
     except ProviderError as failure:
         await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
@@ -223,8 +256,14 @@ async def _collect(
         )
         raise
     cost = await close_meter_safely(meter, tally, status=200)
+    with_logprobs = view.request.logprobs is not None
     choices = [
-        _choice(index, "".join(texts[index]), finish.get(index) or "stop")
+        _choice(
+            index,
+            "".join(texts[index]),
+            finish.get(index) or "stop",
+            scores[index].as_dict() if with_logprobs else None,
+        )
         for index in sorted(texts)
     ]
     body = view.envelope(choices)

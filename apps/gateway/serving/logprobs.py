@@ -14,18 +14,19 @@ from typing import Any
 _TOKEN_FIELDS = ("token", "logprob", "bytes")
 
 
-def chat_logprobs(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The engine's per-chunk logprobs in the chat shape, or None when it sent none."""
+def chat_logprobs(raw: dict[str, Any] | None, *, top: int) -> dict[str, Any] | None:
+    """The engine's per-chunk logprobs in the chat shape with `top` alternatives per token, or
+    None when it sent none."""
     if not raw or not raw.get("content"):
         return None
-    return {"content": [_chat_token(token) for token in raw["content"]], "refusal": None}
+    return {"content": [_chat_token(token, top) for token in raw["content"]], "refusal": None}
 
 
-def _chat_token(token: dict[str, Any]) -> dict[str, Any]:
+def _chat_token(token: dict[str, Any], top: int) -> dict[str, Any]:
     entry = {name: token.get(name) for name in _TOKEN_FIELDS}
     entry["top_logprobs"] = [
         {name: alternative.get(name) for name in _TOKEN_FIELDS}
-        for alternative in token.get("top_logprobs") or []
+        for alternative in (token.get("top_logprobs") or [])[:top]
     ]
     return entry
 
@@ -39,6 +40,7 @@ class LegacyLogprobs:
     """
 
     offset: int = 0
+    top: int = 0  # alternatives per token the request asked for
     tokens: list[str] = field(default_factory=list)
     token_logprobs: list[float] = field(default_factory=list)
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
@@ -48,7 +50,7 @@ class LegacyLogprobs:
         """Record the tokens of one engine chunk; returns their legacy shape (for streams)."""
         if not raw or not raw.get("content"):
             return None
-        part = LegacyLogprobs(offset=self.offset)
+        part = LegacyLogprobs(offset=self.offset, top=self.top)
         for token in raw["content"]:
             for target in (self, part):
                 target._append(token)
@@ -61,7 +63,7 @@ class LegacyLogprobs:
         self.token_logprobs.append(float(token.get("logprob", 0.0)))
         self.top_logprobs.append(
             {str(alt.get("token", "")): float(alt.get("logprob", 0.0))
-             for alt in token.get("top_logprobs") or []}
+             for alt in (token.get("top_logprobs") or [])[: self.top]}
         )  # fmt: skip
         self.text_offset.append(self.offset)
         self.offset += len(text)

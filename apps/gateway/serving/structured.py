@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,9 @@ from apps.gateway.protocol import ResponseFormat
 _COMPACT = {"whitespace_flexible": False}
 # Plain text that cannot be mistaken for JSON: it does not open with "{" or whitespace.
 TEXT_RULE = "TEXT: /[^{\\s](.|\\n)*/"
+# Stricter, for a model that has just tried to repeat a call: no code fence either, and no
+# call-shaped JSON anywhere in the text.
+PROSE_RULE = 'TEXT: /[^{\\s`](?s:.*)/ & ~/(?s:.*)"(name|arguments)"(?s:.*)/'
 _ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
 # Keywords whose values are one subschema, a list of them, or a name -> subschema map.
 _ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
@@ -87,11 +91,22 @@ def ensure_compiles(grammar: str, *, param: str) -> str:
     """`grammar`, or a 400 naming `param` if the engine could not enforce it."""
     message = LLMatcher.validate_grammar(grammar)
     if message:
-        problem = message.strip().splitlines()[0]
+        problem = _first_paragraph(message)
         raise errors.invalid_value(
             f"Invalid schema for '{param}': it cannot be enforced: {problem}", param=param
         )
     return grammar
+
+
+def _first_paragraph(message: str) -> str:
+    """llguidance's explanation, without the grammar listing it appends."""
+    lines: list[str] = []
+    for line in message.strip().splitlines():
+        if re.match(r"\s+\d+ \|", line) or (lines and not line.strip()):
+            break
+        lines.append(line.strip())
+    text = " ".join(line for line in lines if line and set(line) != {"^"})
+    return re.sub(r"^at \d+\(\d+\): ", "", text)
 
 
 def lark(*rules: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from apps.gateway import errors
 from apps.gateway.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
 from apps.gateway.serving.structured import (
+    PROSE_RULE,
     TEXT_RULE,
     JsonAnswer,
     checked_schema,
@@ -84,8 +85,8 @@ class ToolPlan:
     def holds_repeats(self) -> bool:
         return self.mode == "auto" and bool(self.answered)
 
-    def grammar(self, answer: JsonAnswer | None) -> str:
-        answer_rule = answer.rule("answer") if answer else "answer: TEXT\n" + TEXT_RULE
+    def grammar(self, answer: JsonAnswer | None, *, text_rule: str = TEXT_RULE) -> str:
+        answer_rule = answer.rule("answer") if answer else "answer: TEXT\n" + text_rule
         if self.mode == "none":
             return lark("start: answer", answer_rule)
         calls = self._call_rules()
@@ -95,7 +96,8 @@ class ToolPlan:
 
     def text_grammar(self, answer: JsonAnswer | None) -> str:
         """The grammar of a second answer when the first only repeated answered calls."""
-        return ToolPlan(self.functions, "none", self.is_parallel, self.answered).grammar(answer)
+        text_only = ToolPlan(self.functions, "none", self.is_parallel, self.answered)
+        return text_only.grammar(answer, text_rule=PROSE_RULE)
 
     def _call_rules(self) -> list[str]:
         schemas = [function.call_schema() for function in self.callable]
@@ -180,8 +182,10 @@ def _mode(
 ) -> tuple[Mode, Function | None]:
     if choice is None or choice == "auto":
         return "auto", None
-    if choice == "none" or choice == "required":
-        return choice, None
+    if choice == "none":
+        return "none", None
+    if choice == "required":
+        return "required", None
     assert isinstance(choice, NamedToolChoice)
     for function in functions:
         if function.name == choice.function.name:
@@ -403,10 +407,11 @@ class _Shaper:
     """Turns one engine pass into chunks whose deltas carry `tool_calls`."""
 
     plan: ToolPlan
-    index: int = 0
     sent_calls: int = 0
     scanner: CallScanner = field(init=False)
     held: list[tuple[str, str]] = field(default_factory=list)
+    # Token logprobs of text held while undecided, for the content it may turn out to be.
+    held_logprobs: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.scanner = CallScanner(self.plan.callable)
@@ -417,8 +422,11 @@ class _Shaper:
         out: list[Chunk] = []
         for choice in chunk.get("choices") or []:
             text = (choice.get("delta") or {}).get("content") or ""
+            self.held_logprobs.extend((choice.get("logprobs") or {}).get("content") or [])
             for kind, value in self.scanner.feed(text):
-                out.extend(self._on_event(kind, value, choice))
+                out.extend(self._on_event(kind, value))
+            if self.scanner.is_content is not None:
+                self.held_logprobs = []
             finish = choice.get("finish_reason")
             if finish:
                 if finish == "stop" and self.sent_calls:
@@ -430,9 +438,11 @@ class _Shaper:
             out[-1] = {**chunk, **out[-1]}
         return out
 
-    def _on_event(self, kind: str, value: str, choice: dict[str, Any]) -> list[Chunk]:
+    def _on_event(self, kind: str, value: str) -> list[Chunk]:
         if kind == "content":
-            return [_chunk({"content": value}, logprobs=choice.get("logprobs"))]
+            logprobs = {"content": self.held_logprobs} if self.held_logprobs else None
+            self.held_logprobs = []
+            return [_chunk({"content": value}, logprobs=logprobs)]
         if not self.plan.holds_repeats:
             return self._deltas([(kind, value)])
         self.held.append((kind, value))

@@ -1,0 +1,29 @@
+"""Images for the built-in vision model: fetched safely, then read by real image models.
+
+- ``fetch_image`` / ``decode_data_url``: an image URL's bytes, refusing private addresses
+  (checked after DNS and on every redirect), oversized and slow downloads, non-images.
+- ``read_image``: the image's text (PP-OCRv4 on onnxruntime), size and main colours, as text a
+  chat model can take. It cannot recognise objects, people or scenes.
+"""
+
+from apps.providers.vision.fetch import (
+    FetchedImage,
+    FetchPolicy,
+    ImageError,
+    decode_data_url,
+    fetch_image,
+    is_allowed,
+)
+from apps.providers.vision.reader import ImageReading, is_reader_installed, read_image
+
+__all__ = [
+    "FetchPolicy",
+    "FetchedImage",
+    "ImageError",
+    "ImageReading",
+    "decode_data_url",
+    "fetch_image",
+    "is_allowed",
+    "is_reader_installed",
+    "read_image",
+]

@@ -1,0 +1,91 @@
+import csv
+import io
+from datetime import timedelta
+
+from django.utils import timezone
+
+from apps.dashboard.selectors import usage_series
+from apps.usage.models import UsageDaily, UsageRecord
+from apps.usage.services import CallOutcome, usage_record_create
+
+
+def _record(organization, *, request_id, model="plugsky-nano", api_key=None, cost=123,  # type: ignore[no-untyped-def]
+            is_tester=False, created_at=None):  # fmt: skip
+    record = usage_record_create(
+        outcome=CallOutcome(
+            request_id=request_id,
+            organization_id=organization.pk,
+            api_key_id=api_key.pk if api_key else None,
+            endpoint="chat.completions",
+            model=model,
+            prompt_tokens=10,
+            completion_tokens=5,
+            latency_ms=250,
+            status=200,
+            is_tester=is_tester,
+        ),
+        cost_micros=cost,
+    )
+    if created_at is not None:
+        UsageRecord.objects.filter(pk=record.pk).update(created_at=created_at)
+    return record
+
+
+def test_the_series_joins_past_rollups_with_todays_records(organization, api_key):
+    key = api_key[0]
+    today = timezone.now().date()
+    UsageDaily.objects.create(
+        organization=organization, api_key=key, model="plugsky-mini", day=today - timedelta(days=2),
+        requests=3, prompt_tokens=30, completion_tokens=15, cost_micros=900,
+    )  # fmt: skip
+    _record(organization, request_id="req_a", api_key=key)
+    _record(organization, request_id="req_b", is_tester=True, model="plugsky-mini")
+
+    by_model = usage_series(organization=organization, days=7, by="model")
+    assert by_model.cost_micros["plugsky-mini"] == [0, 0, 0, 0, 900, 0, 123]
+    assert by_model.cost_micros["plugsky-nano"][-1] == 123
+    assert (by_model.requests, by_model.total_cost_micros, by_model.total_tokens) == (5, 1146, 75)
+
+    by_key = usage_series(organization=organization, days=7, by="key")
+    assert set(by_key.tokens) == {f"test key ({key.display})", "Tester"}
+
+
+def test_the_usage_page_shows_recent_requests_and_tester_traffic(client, owner, organization):
+    _record(organization, request_id="req_tester_1", is_tester=True)
+    client.force_login(owner)
+    page = client.get(f"/dashboard/{organization.pk}/usage/").content.decode()
+    assert 'data-request-id="req_tester_1"' in page
+    assert ">Tester<" in page
+    assert 'id="usage-chart-data"' in page
+    partial = client.get(f"/dashboard/{organization.pk}/usage/requests/").content.decode()
+    assert "req_tester_1" in partial and "<html" not in partial
+
+
+def test_csv_export_holds_the_period_of_this_organization_only(
+    client, owner, organization, outsider, api_key
+):
+    from apps.accounts.selectors import personal_organization_for
+
+    _record(organization, request_id="req_recent", api_key=api_key[0], cost=1_234_567)
+    _record(organization, request_id="req_old", created_at=timezone.now() - timedelta(days=40))
+    _record(personal_organization_for(user=outsider), request_id="req_someone_else")
+    client.force_login(owner)
+    response = client.get(f"/dashboard/{organization.pk}/usage/export.csv?days=30")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith("attachment; filename=")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [row["request_id"] for row in rows] == ["req_recent"]
+    assert rows[0]["cost_usd"] == "1.234567"
+    assert rows[0]["api_key"] == f"test key ({api_key[0].display})"
+    assert (rows[0]["prompt_tokens"], rows[0]["completion_tokens"]) == ("10", "5")
+
+
+def test_billing_history_is_shown_to_managers_only(client, owner, member, organization, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_never_called"
+    client.force_login(owner)
+    page = client.get(f"/billing/?organization={organization.pk}").content.decode()
+    assert "Credit history" in page and "Trial grant" in page
+    client.force_login(member)
+    page = client.get(f"/billing/?organization={organization.pk}").content.decode()
+    assert "Credit history" not in page
+    assert "Ask an owner or admin" in page
