@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml requirements/models.txt
 run: $(STAMP)
 	$(PY) -m plugsky_site.launch
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
