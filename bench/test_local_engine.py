@@ -57,7 +57,6 @@ async def _stream_once(client: httpx.AsyncClient, url: str, headers: dict[str, s
         "messages": MESSAGES,
         "max_tokens": MAX_TOKENS,
         "temperature": 0,
-        "seed": 1,
         "stream": True,
         "stream_options": {"include_usage": True},
     }

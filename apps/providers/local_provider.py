@@ -38,10 +38,11 @@ def _source(route: LocalRoute) -> WeightSource:
     return BUILTIN_WEIGHTS[route.weights]
 
 
-def _engine_key(entry: CatalogEntry) -> str:
+def _engine_key(entry: CatalogEntry, *, isolated: bool = False) -> str:
     """Entries on the same weights and runtime share one loaded engine (one copy in memory)."""
     route = entry.route
-    return f"{route.runtime}:{route.weights}:{route.parallel_slots}:{entry.context_length}"
+    slots = 1 if isolated else route.parallel_slots
+    return f"{route.runtime}:{route.weights}:{slots}:{entry.context_length}"
 
 
 class LocalProvider:
@@ -50,30 +51,28 @@ class LocalProvider:
         # A thread lock, not an asyncio one: requests may arrive on different event loops.
         self._loading = threading.Lock()
 
-    def engine_id(self, entry: CatalogEntry) -> str:
-        """Which loaded engine serves the entry (entries may share one)."""
-        return _engine_key(entry)
-
     def is_available(self, entry: CatalogEntry) -> bool:
         try:
             return is_installed(_source(entry.route))
         except KeyError:
             return False
 
-    async def _engine(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
-        engine = self._engines.get(_engine_key(entry))
+    async def _engine(
+        self, entry: CatalogEntry, *, isolated: bool = False
+    ) -> LlamaRuntime | Embedder:
+        engine = self._engines.get(_engine_key(entry, isolated=isolated))
         if engine is not None:
             return engine
-        return await asyncio.to_thread(self._load_once, entry)
+        return await asyncio.to_thread(self._load_once, entry, isolated)
 
-    def _load_once(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
-        key = _engine_key(entry)
+    def _load_once(self, entry: CatalogEntry, isolated: bool) -> LlamaRuntime | Embedder:
+        key = _engine_key(entry, isolated=isolated)
         with self._loading:
             if key not in self._engines:
-                self._engines[key] = self._load(entry)
+                self._engines[key] = self._load(entry, slots=1 if isolated else None)
             return self._engines[key]
 
-    def _load(self, entry: CatalogEntry) -> LlamaRuntime | Embedder:
+    def _load(self, entry: CatalogEntry, *, slots: int | None = None) -> LlamaRuntime | Embedder:
         route = entry.route
         try:
             path = resolve_weights(_source(route))
@@ -84,34 +83,34 @@ class LocalProvider:
                 code="model_unavailable",
             ) from failure
         if route.runtime == "llama":
-            return LlamaRuntime(
-                path,
-                n_ctx=entry.context_length * route.parallel_slots,
-                n_parallel=route.parallel_slots,
-            )
+            slots = slots or route.parallel_slots
+            return LlamaRuntime(path, n_ctx=entry.context_length * slots, n_parallel=slots)
         if route.runtime == "e5":
             return E5Embedder(path)
         if route.runtime == "minilm":
             return MiniLMEmbedder(path)
         raise ProviderError(f"unknown runtime {route.runtime!r}", status=500)
 
-    async def _llama(self, entry: CatalogEntry) -> LlamaRuntime:
-        engine = await self._engine(entry)
+    async def _llama(self, entry: CatalogEntry, *, isolated: bool) -> LlamaRuntime:
+        engine = await self._engine(entry, isolated=isolated)
         assert isinstance(engine, LlamaRuntime)
         return engine
 
     async def chat_stream(
-        self, entry: CatalogEntry, body: dict[str, Any]
+        self, entry: CatalogEntry, body: dict[str, Any], *, isolated: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
-        runtime = await self._llama(entry)
-        async for chunk in _closing(runtime.chat_stream(body)):
+        """Chunks of a chat generation. `isolated`: see `_isolated_body`."""
+        runtime = await self._llama(entry, isolated=isolated)
+        request = _isolated_body(body) if isolated else body
+        async for chunk in _closing(runtime.chat_stream(request)):
             yield chunk
 
     async def complete_stream(
-        self, entry: CatalogEntry, body: dict[str, Any]
+        self, entry: CatalogEntry, body: dict[str, Any], *, isolated: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
-        runtime = await self._llama(entry)
-        async for chunk in _closing(runtime.complete_stream(body)):
+        runtime = await self._llama(entry, isolated=isolated)
+        request = _isolated_body(body) if isolated else body
+        async for chunk in _closing(runtime.complete_stream(request)):
             yield chunk
 
     async def embed(
@@ -120,6 +119,19 @@ class LocalProvider:
         engine = await self._engine(entry)
         assert not isinstance(engine, LlamaRuntime)
         return await engine.embed(inputs)
+
+
+def _isolated_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A generation that must be reproducible (a seeded request) runs on its own engine.
+
+    llama.cpp batches the sequences that share an engine, and a sequence decoded beside others
+    gets slightly different logits (other kernel shapes, another summation order), which
+    sampling turns into different text. So seeded requests go to a second, single-slot engine
+    of the same weights (loaded on first use): they never share a batch, and no prompt cache
+    from an earlier request is reused. They queue behind each other there, but never slow down
+    unseeded traffic on the main engine.
+    """
+    return {**body, "cache_prompt": False}
 
 
 async def _closing(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

@@ -24,7 +24,6 @@ from apps.gateway.serving.common import (
     usage_body,
 )
 from apps.gateway.serving.content import message_texts
-from apps.gateway.serving.gate import gated
 from apps.gateway.serving.generation import Tally, close_meter_safely
 from apps.gateway.serving.logprobs import chat_logprobs
 from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
@@ -72,11 +71,8 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpRespon
     provider = provider_for(entry)
 
     def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return gated(
-            provider.engine_id(entry),
-            lambda: provider.chat_stream(entry, body),
-            exclusive=request.seed is not None,
-        )
+        # Seeded requests run on an isolated engine, so the same seed gives the same text.
+        return provider.chat_stream(entry, body, isolated=request.seed is not None)
 
     streams = []
     for choice in range(request.n):

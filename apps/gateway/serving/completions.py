@@ -22,7 +22,6 @@ from apps.gateway.serving.common import (
     resolve_model,
     usage_body,
 )
-from apps.gateway.serving.gate import gated
 from apps.gateway.serving.generation import Tally, close_meter_safely
 from apps.gateway.serving.logprobs import LegacyLogprobs
 from apps.providers.errors import ProviderError
@@ -55,11 +54,8 @@ async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBa
     provider = provider_for(entry)
 
     def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return gated(
-            provider.engine_id(entry),
-            lambda: provider.complete_stream(entry, body),
-            exclusive=request.seed is not None,
-        )
+        # Seeded requests run on an isolated engine, so the same seed gives the same text.
+        return provider.complete_stream(entry, body, isolated=request.seed is not None)
 
     streams = [
         start(_engine_body(request, prompt, sample, context_length=entry.context_length))
