@@ -7,9 +7,9 @@ and returns the charged cost in micro-dollars.
 
 Billing rule: a call is billed when the caller saw a success status (< 400), or when the client
 disconnected (billed for exactly the tokens counted up to then) unless the status is an upstream or
-server failure (>= 500). A stream that fails after output started is closed with status 200 and an
-`error_code`, and is billed for what was generated. Any other error status (an upstream failure
-before any output, a 4xx) is recorded but not billed.
+server failure (>= 500). Any error status (an upstream or engine failure, a 4xx) is recorded but
+not billed: the serving modules close a call the provider failed with the provider's status, also
+when it failed after some output (the local engine reports its errors before the first token).
 
 The cost goes back to the caller in the `x-plugsky-cost` response header: US dollars as a decimal
 string with exactly six fractional digits, e.g. `x-plugsky-cost: 0.000123` (123 micro-dollars;
