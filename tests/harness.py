@@ -14,14 +14,19 @@ from urllib.parse import urlsplit, urlunsplit
 from plugsky_site import embedded
 
 
+def _use_local_services() -> bool:
+    """PLUGSKY_TEST_SERVICES=embedded skips the local servers (to exercise the fallback)."""
+    return os.environ.get("PLUGSKY_TEST_SERVICES", "auto") != "embedded"
+
+
 def _database_url() -> str:
-    if embedded.port_answers("127.0.0.1", 5432):
+    if _use_local_services() and embedded.port_answers("127.0.0.1", 5432):
         return "postgres://postgres@127.0.0.1:5432/plugsky"
     return embedded.ensure_postgres(embedded.DATA_DIR / "test-postgres")
 
 
 def _redis_url() -> str:
-    if embedded.port_answers("127.0.0.1", 6379):
+    if _use_local_services() and embedded.port_answers("127.0.0.1", 6379):
         return "redis://127.0.0.1:6379/0"
     return embedded.ensure_redis(embedded.DATA_DIR / "test-redis")
 
