@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ from apps.gateway.serving.common import (
     usage_body,
 )
 from apps.gateway.serving.content import message_texts
-from apps.gateway.serving.generation import Tally, close_meter_safely
+from apps.gateway.serving.generation import Tally, close_meter_safely, settle_failure
 from apps.gateway.serving.logprobs import chat_logprobs
 from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
 from apps.gateway.serving.tools import (
@@ -229,19 +228,16 @@ async def _stream_events(
             tally.observe(index, chunk)
             for out in view.convert(index, chunk):
                 yield sse.event(out)
-    except ProviderError as failure:
-        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
-        yield sse.event(api_error_from(failure).body())
-        return
-    except (asyncio.CancelledError, GeneratorExit):  # the client went away: bill what ran
-        await close_meter_safely(
-            meter, tally, status=499, error_code="client_disconnected", client_disconnected=True
-        )
-        raise
-    except Exception:
-        logger.exception("chat stream %s failed", meter.request_id)
-        await close_meter_safely(meter, tally, status=500, error_code="internal_error")
-        yield sse.event(errors.internal_error().body())
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if not isinstance(failure, Exception):
+            raise  # cancelled or closed: the client is gone, nobody to tell
+        # After the first chunk the status line is sent: errors travel as one more event.
+        if isinstance(failure, ProviderError):
+            yield sse.event(api_error_from(failure).body())
+        else:
+            logger.exception("%s stream %s failed", ENDPOINT, meter.request_id)
+            yield sse.event(errors.internal_error().body())
         return
     cost = await close_meter_safely(meter, tally, status=200)
     if view.request.include_usage:
@@ -263,13 +259,10 @@ async def _collect(
             tally.observe(index, chunk)
             for choice in chunk.get("choices") or []:
                 choices[index].add(choice)
-    except ProviderError as failure:
-        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
-        raise api_error_from(failure) from None
-    except (asyncio.CancelledError, GeneratorExit):
-        await close_meter_safely(
-            meter, tally, status=499, error_code="client_disconnected", client_disconnected=True
-        )
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if isinstance(failure, ProviderError):
+            raise api_error_from(failure) from None
         raise
     cost = await close_meter_safely(meter, tally, status=200)
     body = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from apps.gateway.serving.common import (
     resolve_model,
     usage_body,
 )
-from apps.gateway.serving.generation import Tally, close_meter_safely
+from apps.gateway.serving.generation import Tally, close_meter_safely, settle_failure
 from apps.gateway.serving.logprobs import LegacyLogprobs
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
@@ -207,19 +206,16 @@ async def _stream_events(
                 if text or finish_reason or logprobs:
                     choice_out = _choice(index, text, finish_reason, logprobs)
                     yield sse.event(view.envelope([choice_out]))
-    except ProviderError as failure:
-        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
-        yield sse.event(api_error_from(failure).body())
-        return
-    except (asyncio.CancelledError, GeneratorExit):
-        await close_meter_safely(
-            meter, tally, status=499, error_code="client_disconnected", client_disconnected=True
-        )
-        raise
-    except Exception:
-        logger.exception("completion stream %s failed", meter.request_id)
-        await close_meter_safely(meter, tally, status=500, error_code="internal_error")
-        yield sse.event(errors.internal_error().body())
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if not isinstance(failure, Exception):
+            raise  # cancelled or closed: the client is gone, nobody to tell
+        # After the first chunk the status line is sent: errors travel as one more event.
+        if isinstance(failure, ProviderError):
+            yield sse.event(api_error_from(failure).body())
+        else:
+            logger.exception("%s stream %s failed", ENDPOINT, meter.request_id)
+            yield sse.event(errors.internal_error().body())
         return
     cost = await close_meter_safely(meter, tally, status=200)
     if view.request.include_usage:
@@ -243,13 +239,10 @@ async def _collect(
                 texts[index].append(_text_of(choice))
                 view.logprobs_of(scores[index], choice)
                 finish[index] = choice.get("finish_reason") or finish.get(index, "")
-    except ProviderError as failure:
-        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
-        raise api_error_from(failure) from None
-    except (asyncio.CancelledError, GeneratorExit):
-        await close_meter_safely(
-            meter, tally, status=499, error_code="client_disconnected", client_disconnected=True
-        )
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if isinstance(failure, ProviderError):
+            raise api_error_from(failure) from None
         raise
     cost = await close_meter_safely(meter, tally, status=200)
     with_logprobs = view.request.logprobs is not None

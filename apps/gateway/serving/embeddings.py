@@ -13,7 +13,7 @@ from apps.gateway import errors
 from apps.gateway.metering import meter_open
 from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, EmbeddingRequest
 from apps.gateway.serving.common import CallContext, api_error_from, cost_header, resolve_model
-from apps.gateway.serving.generation import Tally, close_meter_safely
+from apps.gateway.serving.generation import Tally, close_meter_safely, settle_failure
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
 
@@ -40,9 +40,11 @@ async def create(request: EmbeddingRequest, ctx: CallContext) -> HttpResponseBas
     tally = Tally()
     try:
         vectors, prompt_tokens = await provider_for(entry).embed(entry, inputs)
-    except ProviderError as failure:
-        await close_meter_safely(meter, tally, status=failure.status, error_code=failure.code or "")
-        raise api_error_from(failure) from None
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if isinstance(failure, ProviderError):
+            raise api_error_from(failure) from None
+        raise
     tally.prompt_by_choice[0] = prompt_tokens
     cost = await close_meter_safely(meter, tally, status=200)
     vectors = _shorten(vectors, request.dimensions)

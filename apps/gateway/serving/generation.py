@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.gateway.metering import Meter, meter_close
+from apps.providers.errors import ProviderError
 
 Chunk = dict[str, Any]
 
@@ -72,4 +73,21 @@ async def close_meter_safely(
             error_code=error_code,
             client_disconnected=client_disconnected,
         )
+    )
+
+
+def _failure_outcome(failure: BaseException) -> tuple[int, str, bool]:
+    """(status, error_code, client_disconnected) of a call that ended with `failure`."""
+    if isinstance(failure, ProviderError):
+        return failure.status, failure.code or "provider_error", False
+    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
+        return 499, "client_disconnected", True  # the client went away: bill what ran
+    return 500, "internal_error", False
+
+
+async def settle_failure(meter: Meter, tally: Tally, failure: BaseException) -> None:
+    """Settle a call that did not finish: what ran is recorded, and billed per the billing rule."""
+    status, error_code, disconnected = _failure_outcome(failure)
+    await close_meter_safely(
+        meter, tally, status=status, error_code=error_code, client_disconnected=disconnected
     )

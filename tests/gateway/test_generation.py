@@ -1,0 +1,40 @@
+"""Token tallies and how an unfinished call is settled (no model needed)."""
+
+import asyncio
+
+import pytest
+
+from apps.gateway.serving.generation import Tally, _failure_outcome
+from apps.providers.errors import ProviderError
+
+
+def test_tally_counts_each_prompt_once_and_every_sample():
+    tally = Tally(samples_per_prompt=2)  # two prompts, two samples each
+    tally.observe(0, {"timings": {"prompt_n": 3, "cache_n": 7, "predicted_n": 4}})
+    tally.observe(1, {"timings": {"prompt_n": 10, "cache_n": 0, "predicted_n": 5}})
+    tally.observe(2, {"usage": {"prompt_tokens": 6, "completion_tokens": 2}})
+    tally.observe(3, {"usage": {"prompt_tokens": 6, "completion_tokens": 3}})
+    assert tally.prompt_tokens == 10 + 6
+    assert tally.completion_tokens == 4 + 5 + 2 + 3
+
+
+def test_final_usage_replaces_the_running_count():
+    tally = Tally()
+    tally.observe(0, {"timings": {"prompt_n": 9, "predicted_n": 7}})
+    tally.observe(0, {"usage": {"prompt_tokens": 9, "completion_tokens": 8}})
+    assert (tally.prompt_tokens, tally.completion_tokens) == (9, 8)
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome"),
+    [
+        (ProviderError("too long", status=400, code="context_length_exceeded"),
+         (400, "context_length_exceeded", False)),
+        (ProviderError("down", status=503), (503, "provider_error", False)),
+        (asyncio.CancelledError(), (499, "client_disconnected", True)),
+        (GeneratorExit(), (499, "client_disconnected", True)),
+        (RuntimeError("bug"), (500, "internal_error", False)),
+    ],
+)  # fmt: skip
+def test_an_unfinished_call_is_settled_by_how_it_ended(failure, outcome):
+    assert _failure_outcome(failure) == outcome
