@@ -65,6 +65,8 @@ def signup(request: HttpRequest) -> HttpResponse:
     ip = client_ip(request)
     if signup_throttle().is_blocked(ip):
         return _too_many(request, "accounts/signup.html", context)
+    # Every attempt counts, also a taken email: otherwise the form tests addresses for free.
+    signup_throttle().hit(ip)
     if not form.is_valid():
         return render(request, "accounts/signup.html", context, status=400)
     try:
@@ -79,7 +81,6 @@ def signup(request: HttpRequest) -> HttpResponse:
             "email", "An account with this email exists. Sign in, or reset your password."
         )
         return render(request, "accounts/signup.html", context, status=400)
-    signup_throttle().hit(ip)
     login(request, user, backend=_BACKEND)
     messages.info(
         request,

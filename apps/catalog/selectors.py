@@ -30,19 +30,30 @@ def _is_servable(entry: CatalogEntry) -> bool:
     return _is_enabled(entry) and provider_for(entry).is_available(entry)
 
 
+@functools.cache
+def _servable_by_name() -> dict[str, CatalogEntry]:
+    """Servable entries by id and alias. Installed weights don't change while a process runs,
+    so availability (a filesystem look-up per weight part) is checked once, not per request."""
+    names: dict[str, CatalogEntry] = {}
+    for entry in _all_entries():
+        if _is_servable(entry):
+            for name in (*entry.aliases, entry.id):
+                names[name] = entry
+    return names
+
+
 def catalog_models() -> list[CatalogEntry]:
-    """Every model this server can serve right now, in catalog order."""
-    return [entry for entry in _all_entries() if _is_servable(entry)]
+    """Every model this server can serve, in catalog order."""
+    servable = set(_servable_by_name().values())
+    return [entry for entry in _all_entries() if entry in servable]
 
 
 def catalog_model(model_id: str) -> CatalogEntry | None:
     """The servable entry for a public id or alias, or None."""
-    for entry in _all_entries():
-        if model_id == entry.id or model_id in entry.aliases:
-            return entry if _is_servable(entry) else None
-    return None
+    return _servable_by_name().get(model_id)
 
 
 def clear_cache() -> None:
     """Forget the loaded catalog (tests and settings changes)."""
     _all_entries.cache_clear()
+    _servable_by_name.cache_clear()

@@ -28,7 +28,7 @@ from apps.accounts.services import (
     membership_role_change,
     organization_rename,
 )
-from apps.billing.pricing import usd_display
+from apps.billing.pricing import cost_header_value
 from apps.dashboard import selectors
 from apps.dashboard.access import SESSION_KEY, Scope, organization_view, scope_for
 from apps.dashboard.charts import chart_payload
@@ -182,6 +182,11 @@ def usage_export(request: HttpRequest, scope: Scope) -> HttpResponse:
     return response
 
 
+def _spreadsheet_safe(text: str) -> str:
+    """Customer-chosen text (key names) must not run as a formula when the CSV is opened."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 def _csv_row(record: UsageRecord) -> list[object]:
     key = record.api_key
     return [
@@ -189,11 +194,11 @@ def _csv_row(record: UsageRecord) -> list[object]:
         record.request_id,
         record.endpoint,
         record.model,
-        f"{key.name} ({key.display})" if key else "",
+        _spreadsheet_safe(f"{key.name} ({key.display})") if key else "",
         "tester" if record.is_tester else "api",
         record.prompt_tokens,
         record.completion_tokens,
-        usd_display(record.cost_micros).removeprefix("$"),
+        cost_header_value(record.cost_micros),  # exact dollars, always six decimals
         record.latency_ms,
         record.status,
         record.error_code,

@@ -19,7 +19,7 @@ from apps.gateway.serving.common import CallContext, model_access_check
 
 def _context(request: HttpRequest, model_id: str) -> CallContext:
     identity = request.identity  # type: ignore[attr-defined]
-    model_access_check(model_id, allowed_models=identity.allowed_models)
+    model_access_check(model_id, identity=identity)
     return CallContext(
         request_id=request.request_id,  # type: ignore[attr-defined]
         organization_id=identity.organization_id,
@@ -39,7 +39,7 @@ async def model_retrieve(request: HttpRequest, model_id: str) -> HttpResponseBas
     entry = catalog_model(model_id)
     if entry is None:
         raise errors.model_not_found(model_id)
-    model_access_check(model_id, allowed_models=request.identity.allowed_models)  # type: ignore[attr-defined]
+    model_access_check(model_id, identity=request.identity)  # type: ignore[attr-defined]
     return JsonResponse(entry.public_fields())
 
 

@@ -12,3 +12,8 @@ class ProviderError(Exception):
         self.status = status
         self.code = code
         self.param = param
+
+    @property
+    def type(self) -> str:
+        """OpenAI's error `type`: the client's fault below 500, the server's from 500 up."""
+        return "invalid_request_error" if self.status < 500 else "server_error"

@@ -218,3 +218,13 @@ def test_password_reset_does_not_tell_whether_an_account_exists(client, db):
     response = client.post("/accounts/password-reset/", {"email": "nobody@example.com"})
     assert response.status_code == 302
     assert mail.outbox == []
+
+
+def test_signups_are_limited_per_address_even_for_taken_emails(client, owner, settings):
+    """A taken email counts too: otherwise the form would test which addresses have accounts."""
+    settings.ACCOUNTS_SIGNUP_LIMIT_PER_IP = 2
+    for _ in range(2):
+        assert _signup(client, email="owner@example.com").status_code == 400
+    response = _signup(client, email="brand-new@example.com")
+    assert response.status_code == 429
+    assert not User.objects.filter(email="brand-new@example.com").exists()

@@ -89,3 +89,15 @@ def test_billing_history_is_shown_to_managers_only(client, owner, member, organi
     page = client.get(f"/billing/?organization={organization.pk}").content.decode()
     assert "Credit history" not in page
     assert "Ask an owner or admin" in page
+
+
+def test_csv_export_neutralises_formulas_in_key_names(client, owner, organization):
+    from apps.keys.services import api_key_create
+
+    key, _ = api_key_create(organization=organization, created_by=owner, name="=HYPERLINK(1)")
+    _record(organization, request_id="req_formula", api_key=key, cost=5)
+    client.force_login(owner)
+    response = client.get(f"/dashboard/{organization.pk}/usage/export.csv?days=30")
+    [row] = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert row["api_key"] == f"'=HYPERLINK(1) ({key.display})"
+    assert row["cost_usd"] == "0.000005"

@@ -171,6 +171,18 @@ def test_prompt_over_the_context_window(api):
     assert UsageRecord.objects.get(request_id=response.headers["x-request-id"]).status == 400
 
 
+def test_streamed_prompt_over_the_context_window_is_a_400_not_a_stream(api):
+    long = [{"role": "user", "content": "word " * 5000}]
+    response = api.post(
+        "/chat/completions", json={"model": "plugsky-nano", "messages": long, "stream": True}
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+    assert UsageRecord.objects.get(request_id=response.headers["x-request-id"]).status == 400
+
+
 def test_body_that_is_not_json(api):
     response = api.post("/chat/completions", content=b"{not json")
     assert response.status_code == 400

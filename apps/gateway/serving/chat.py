@@ -8,22 +8,28 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
 from apps.catalog.entries import CatalogEntry
-from apps.gateway import errors, sse
+from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
 from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
     api_error_from,
-    cost_header,
     merge_streams,
+    priced_response,
     resolve_model,
     usage_body,
 )
 from apps.gateway.serving.content import message_texts
-from apps.gateway.serving.generation import Tally, close_meter_safely, settle_failure
+from apps.gateway.serving.generation import (
+    Tally,
+    close_meter_safely,
+    settle_failure,
+    sse_events,
+    streaming_response,
+)
 from apps.gateway.serving.logprobs import chat_logprobs
 from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
 from apps.gateway.serving.tools import (
@@ -85,7 +91,14 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpRespon
             streams.append(start(body))
     view = _ChunkView(ctx=ctx, entry=entry, request=request)
     if request.stream:
-        return sse.streaming_response(_stream_events(streams, meter, view))
+        events = sse_events(
+            streams,
+            meter,
+            Tally(samples_per_prompt=request.n),
+            convert=view.convert,
+            usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
+        )
+        return await streaming_response(events)
     return await _collect(streams, meter, view)
 
 
@@ -219,34 +232,6 @@ class _ChunkView:
         return self.envelope([choice])
 
 
-async def _stream_events(
-    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _ChunkView
-) -> AsyncIterator[bytes]:
-    tally = Tally(samples_per_prompt=view.request.n)
-    try:
-        async for index, chunk in merge_streams(streams):
-            tally.observe(index, chunk)
-            for out in view.convert(index, chunk):
-                yield sse.event(out)
-    except BaseException as failure:
-        await settle_failure(meter, tally, failure)
-        if not isinstance(failure, Exception):
-            raise  # cancelled or closed: the client is gone, nobody to tell
-        # After the first chunk the status line is sent: errors travel as one more event.
-        if isinstance(failure, ProviderError):
-            yield sse.event(api_error_from(failure).body())
-        else:
-            logger.exception("%s stream %s failed", ENDPOINT, meter.request_id)
-            yield sse.event(errors.internal_error().body())
-        return
-    cost = await close_meter_safely(meter, tally, status=200)
-    if view.request.include_usage:
-        final = view.envelope([])
-        final["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
-        yield sse.event(final)
-    yield sse.DONE
-
-
 async def _collect(
     streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _ChunkView
 ) -> HttpResponseBase:
@@ -277,9 +262,7 @@ async def _collect(
         ],
         "usage": usage_body(tally.prompt_tokens, tally.completion_tokens, cost),
     }
-    response = JsonResponse(body)
-    response["x-plugsky-cost"] = cost_header(cost)
-    return response
+    return priced_response(body, cost)
 
 
 @dataclass

@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.billing.pricing import cost_header_value
+from django.http import JsonResponse
+
+from apps.billing.pricing import COST_HEADER, MICROS_PER_DOLLAR, cost_header_value
 from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
 from apps.gateway import errors
+from apps.keys.authentication import KeyIdentity
 from apps.providers.errors import ProviderError
 
 _KIND_ENDPOINTS = {
@@ -52,20 +55,18 @@ def resolve_model(model_id: str, *, endpoint: str) -> CatalogEntry:
     return entry
 
 
-def model_access_check(model_id: str, *, allowed_models: tuple[str, ...]) -> None:
+def model_access_check(model_id: str, *, identity: KeyIdentity) -> None:
     """403 when the API key is limited to other models (set in the dashboard).
 
     Unknown ids pass through, so that resolve_model answers them with its usual 404. The 403
     mirrors OpenAI's permission errors: type invalid_request_error, here code model_not_allowed.
     """
-    if not allowed_models:
-        return
     entry = catalog_model(model_id)
-    if entry is None or entry.id in allowed_models:
+    if entry is None or identity.may_use(entry.id):
         return
     raise errors.APIError(
         f"This API key is not allowed to use the model `{entry.id}`. It may use: "
-        f"{', '.join(allowed_models)}. Change the key's models in your Plugsky dashboard.",
+        f"{', '.join(identity.allowed_models)}. Change the key's models in your Plugsky dashboard.",
         status=403,
         code="model_not_allowed",
         param="model",
@@ -76,15 +77,17 @@ def api_error_from(failure: ProviderError) -> errors.APIError:
     return errors.APIError(
         failure.message,
         status=failure.status,
-        type="invalid_request_error" if failure.status < 500 else "server_error",
+        type=failure.type,
         code=failure.code,
         param=failure.param,
     )
 
 
-def cost_header(cost_micros: int) -> str:
-    """The `x-plugsky-cost` header: the call's cost in US dollars, exact to the micro-dollar."""
-    return cost_header_value(cost_micros)
+def priced_response(body: dict[str, Any], cost_micros: int) -> JsonResponse:
+    """A JSON response carrying the call's charged cost in the `x-plugsky-cost` header."""
+    response = JsonResponse(body)
+    response[COST_HEADER] = cost_header_value(cost_micros)
+    return response
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> 
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
-        "cost": float(cost_header(cost_micros)),
+        "cost": cost_micros / MICROS_PER_DOLLAR,
     }
 
 

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
 from apps.catalog.entries import CatalogEntry
-from apps.gateway import errors, sse
+from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
 from apps.gateway.protocol import CompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
     api_error_from,
-    cost_header,
     merge_streams,
+    priced_response,
     resolve_model,
     usage_body,
 )
-from apps.gateway.serving.generation import Tally, close_meter_safely, settle_failure
+from apps.gateway.serving.generation import (
+    Tally,
+    close_meter_safely,
+    settle_failure,
+    sse_events,
+    streaming_response,
+)
 from apps.gateway.serving.logprobs import LegacyLogprobs
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
@@ -63,7 +69,14 @@ async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBa
     ]
     view = _TextView(ctx=ctx, entry=entry, request=request, prompts=prompts)
     if request.stream:
-        return sse.streaming_response(_stream_events(streams, meter, view))
+        events = sse_events(
+            streams,
+            meter,
+            Tally(samples_per_prompt=request.n),
+            convert=view.convert,
+            usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
+        )
+        return await streaming_response(events)
     return await _collect(streams, meter, view)
 
 
@@ -147,6 +160,23 @@ class _TextView:
     entry: CatalogEntry
     request: CompletionRequest
     prompts: list[EnginePrompt]
+    echoed: set[int] = field(default_factory=set)
+    scores: dict[int, LegacyLogprobs] = field(default_factory=dict)
+
+    def convert(self, index: int, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        """The client chunks of one engine chunk of choice `index` (streaming)."""
+        out = []
+        scores = self.scores.setdefault(index, LegacyLogprobs(top=self.request.logprobs or 0))
+        for choice in chunk.get("choices") or []:
+            text = _text_of(choice)
+            if index not in self.echoed:
+                self.echoed.add(index)
+                text = self.echo_for(index) + text
+            finish_reason = choice.get("finish_reason")
+            logprobs = self.logprobs_of(scores, choice)
+            if text or finish_reason or logprobs:
+                out.append(self.envelope([_choice(index, text, finish_reason, logprobs)]))
+        return out
 
     @property
     def completion_id(self) -> str:
@@ -187,44 +217,6 @@ def _text_of(choice: dict[str, Any]) -> str:
     return str((choice.get("delta") or {}).get("content") or "")
 
 
-async def _stream_events(
-    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _TextView
-) -> AsyncIterator[bytes]:
-    tally = Tally(samples_per_prompt=view.request.n)
-    echoed: set[int] = set()
-    scores = [LegacyLogprobs(top=view.request.logprobs or 0) for _ in streams]
-    try:
-        async for index, chunk in merge_streams(streams):
-            tally.observe(index, chunk)
-            for choice in chunk.get("choices") or []:
-                text = _text_of(choice)
-                if index not in echoed:
-                    echoed.add(index)
-                    text = view.echo_for(index) + text
-                finish_reason = choice.get("finish_reason")
-                logprobs = view.logprobs_of(scores[index], choice)
-                if text or finish_reason or logprobs:
-                    choice_out = _choice(index, text, finish_reason, logprobs)
-                    yield sse.event(view.envelope([choice_out]))
-    except BaseException as failure:
-        await settle_failure(meter, tally, failure)
-        if not isinstance(failure, Exception):
-            raise  # cancelled or closed: the client is gone, nobody to tell
-        # After the first chunk the status line is sent: errors travel as one more event.
-        if isinstance(failure, ProviderError):
-            yield sse.event(api_error_from(failure).body())
-        else:
-            logger.exception("%s stream %s failed", ENDPOINT, meter.request_id)
-            yield sse.event(errors.internal_error().body())
-        return
-    cost = await close_meter_safely(meter, tally, status=200)
-    if view.request.include_usage:
-        final = view.envelope([])
-        final["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
-        yield sse.event(final)
-    yield sse.DONE
-
-
 async def _collect(
     streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _TextView
 ) -> HttpResponseBase:
@@ -257,6 +249,4 @@ async def _collect(
     ]
     body = view.envelope(choices)
     body["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
-    response = JsonResponse(body)
-    response["x-plugsky-cost"] = cost_header(cost)
-    return response
+    return priced_response(body, cost)

@@ -6,13 +6,13 @@ import base64
 from typing import Any
 
 import numpy as np
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
 from apps.gateway.metering import meter_open
 from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, EmbeddingRequest
-from apps.gateway.serving.common import CallContext, api_error_from, cost_header, resolve_model
+from apps.gateway.serving.common import CallContext, api_error_from, priced_response, resolve_model
 from apps.gateway.serving.generation import Tally, close_meter_safely, settle_failure
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
@@ -57,9 +57,7 @@ async def create(request: EmbeddingRequest, ctx: CallContext) -> HttpResponseBas
         "model": entry.id,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     }
-    response = JsonResponse(body)
-    response["x-plugsky-cost"] = cost_header(cost)
-    return response
+    return priced_response(body, cost)
 
 
 def _inputs(request: EmbeddingRequest) -> EmbeddingInputs:
@@ -112,4 +110,4 @@ def _shorten(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
 def _encode(vector: np.ndarray, encoding_format: str) -> Any:
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return [float(x) for x in vector.astype(np.float32)]
+    return vector.astype(np.float32).tolist()

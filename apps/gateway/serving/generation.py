@@ -8,11 +8,19 @@ known exactly (llama.cpp reports `timings.predicted_n` with each chunk).
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.http import StreamingHttpResponse
+
+from apps.gateway import errors, sse
 from apps.gateway.metering import Meter, meter_close
+from apps.gateway.serving.common import api_error_from, merge_streams, usage_body
 from apps.providers.errors import ProviderError
+
+logger = logging.getLogger(__name__)
 
 Chunk = dict[str, Any]
 
@@ -91,3 +99,64 @@ async def settle_failure(meter: Meter, tally: Tally, failure: BaseException) -> 
     await close_meter_safely(
         meter, tally, status=status, error_code=error_code, client_disconnected=disconnected
     )
+
+
+async def sse_events(
+    streams: list[AsyncIterator[Chunk]],
+    meter: Meter,
+    tally: Tally,
+    *,
+    convert: Callable[[int, Chunk], list[Chunk]],
+    usage_envelope: Callable[[], Chunk] | None,
+) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed call, settling its meter exactly once.
+
+    `convert` turns an engine chunk of choice `index` into client chunks; `usage_envelope`
+    (when the client asked for usage) gives the empty chunk that carries the final usage.
+    """
+    has_sent = False
+    try:
+        async for index, chunk in merge_streams(streams):
+            tally.observe(index, chunk)
+            for out in convert(index, chunk):
+                has_sent = True
+                yield sse.event(out)
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if not isinstance(failure, Exception):
+            raise  # cancelled or closed: the client is gone, nobody to tell
+        if isinstance(failure, ProviderError) and not has_sent:
+            raise api_error_from(failure) from None  # see `streaming_response`
+        # After the first chunk the status line is sent: errors travel as one more event.
+        if isinstance(failure, ProviderError):
+            yield sse.event(api_error_from(failure).body())
+        else:
+            logger.exception("%s stream %s failed", meter.endpoint, meter.request_id)
+            yield sse.event(errors.internal_error().body())
+        return
+    cost = await close_meter_safely(meter, tally, status=200)
+    if usage_envelope is not None:
+        final = usage_envelope()
+        final["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
+        yield sse.event(final)
+    yield sse.DONE
+
+
+async def streaming_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    """Start the SSE response once the first event exists.
+
+    An engine error before any output (a prompt over the context window, a model that cannot
+    load) then still answers with its own status in OpenAI's envelope, not a 200 stream that
+    carries an error event.
+    """
+    first = await anext(events)
+    return sse.streaming_response(_prepended(first, events))
+
+
+async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]  # a client gone: settle at once

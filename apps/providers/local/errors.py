@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from apps.providers.errors import ProviderError
 
 __all__ = ["EngineError"]
@@ -15,15 +13,6 @@ class EngineError(ProviderError):
     ``status`` is the HTTP status to answer with; ``code`` and ``param`` follow OpenAI's error
     object (``context_length_exceeded`` / ``messages``, ``model_unavailable`` …).
     """
-
-    @property
-    def type(self) -> str:
-        """OpenAI's error ``type``: the client's fault below 500, the server's from 500 up."""
-        return "invalid_request_error" if self.status < 500 else "server_error"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI error object (without the outer ``{"error": …}`` envelope)."""
-        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
 
     def __repr__(self) -> str:
         return (
