@@ -1,0 +1,31 @@
+"""Database work from async code: run it in a worker thread and hand the connection back at once.
+
+Django's ASGI handler gives every request a thread of its own for `sync_to_async` calls, and
+that thread keeps its database connection until the request ends, so a long stream held a
+PostgreSQL connection for minutes and ~90 concurrent calls exhausted the server. Here each call
+returns its connection (to the pool, see settings.DATABASES) as soon as it is done, so the number
+of connections is bounded by the pool, not by the calls in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _call_and_release(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connections.close_all()  # this thread's connections only: back to the pool
+
+
+async def db_call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run the sync ORM function `fn` off the event loop; its connection is released after."""
+    return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, *args, **kwargs)
