@@ -13,11 +13,6 @@ PASSWORD = "a long and unusual passphrase 42"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _fast_hashing(settings):  # type: ignore[no-untyped-def]
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _signup(client, email="new@example.com", password=PASSWORD, **extra):  # type: ignore[no-untyped-def]
     data = {"email": email, "password": password, "full_name": "New Person", **extra}
     return client.post("/accounts/signup/", data)

