@@ -36,8 +36,12 @@ class TesterConsumer(AsyncJsonWebsocketConsumer):
     organization_id: int
     user_id: int
     run_id: str | None = None
+    is_admitted = False  # signed in and a member: only then are messages read
 
     async def connect(self) -> None:
+        # A refusal is an accepted socket closed at once with its reason: a handshake refused
+        # outright reaches the browser as a bare 1006, and the page could not tell why.
+        await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -47,7 +51,7 @@ class TesterConsumer(AsyncJsonWebsocketConsumer):
         if not await self._is_member():
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self.accept()
+        self.is_admitted = True
 
     @database_sync_to_async
     def _is_member(self) -> bool:
@@ -56,6 +60,8 @@ class TesterConsumer(AsyncJsonWebsocketConsumer):
         ).exists()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not self.is_admitted:
+            return  # a refused socket, closing
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "run":
             await self._run(content.get("columns"))

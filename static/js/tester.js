@@ -21,6 +21,15 @@
   var running = false;
   var columns = [];
   var reconnectDelayMs = 500;
+  // Attempts in a row that never opened (the server is down or refuses the handshake): after
+  // this many the page stops trying and says why, instead of reconnecting forever.
+  var MAX_FAILED_ATTEMPTS = 4;
+  var failedAttempts = 0;
+  // Close codes the server gives a socket it refuses (apps/tester/consumers.py).
+  var REFUSALS = {
+    4401: "Signed out: sign in again, then reload this page.",
+    4403: "You are no longer a member of this organization: reload the page or switch organization.",
+  };
 
   // --- Models ---------------------------------------------------------------------------------
   function modelSelect(value) {
@@ -269,10 +278,12 @@
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var opened = false;
+    setConnection("Connecting…", false);
     socket = new WebSocket(scheme + location.host + "/ws/tester/" + config.organizationId + "/");
     socket.addEventListener("open", function () {
+      opened = true;
       socketReady = true;
-      reconnectDelayMs = 500;
       setConnection("Connected", true);
       setRunning(running);
     });
@@ -290,14 +301,45 @@
         column.foot.innerHTML = '<span class="faint">The connection dropped: run it again.</span>';
       });
       setRunning(false);
-      if (event.code === 4401 || event.code === 4403) {
-        setConnection("Signed out: reload the page", false);
+      if (REFUSALS[event.code]) {
+        giveUp(REFUSALS[event.code]);
+        return;
+      }
+      if (opened) {
+        failedAttempts = 0;
+        reconnectDelayMs = 500;
+      } else {
+        failedAttempts += 1;
+      }
+      if (failedAttempts >= MAX_FAILED_ATTEMPTS) {
+        giveUp("The tester could not reach the server (" + failedAttempts + " attempts were " +
+          "refused). Check that Plugsky is running, then reconnect.");
         return;
       }
       setConnection("Reconnecting…", false);
       setTimeout(connect, reconnectDelayMs);
       reconnectDelayMs = Math.min(reconnectDelayMs * 2, 10000);
     });
+  }
+
+  // Stop reconnecting, say why, and leave the next attempt to the person.
+  function giveUp(reason) {
+    connection.textContent = "";
+    var dot = document.createElement("span");
+    dot.className = "status-dot";
+    dot.setAttribute("aria-hidden", "true");
+    var retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "btn btn-sm btn-link";
+    retry.textContent = "Reconnect";
+    retry.addEventListener("click", function () {
+      failedAttempts = 0;
+      reconnectDelayMs = 500;
+      showError("");
+      connect();
+    });
+    connection.append(dot, " Disconnected ", retry);
+    showError(reason);
   }
 
   function setRunning(value) {

@@ -49,15 +49,24 @@ async def _connect(organization_id: int, user=None) -> tuple[WebsocketCommunicat
     return communicator, connected, code
 
 
-async def test_anonymous_visitors_are_refused(organization):
-    communicator, connected, code = await _connect(organization.pk)
-    assert (connected, code) == (False, consumers.CLOSE_UNAUTHENTICATED)
+async def _closed_with(communicator: WebsocketCommunicator) -> int:
+    """The close code of a socket the server accepted and then closed (refusals say why)."""
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close", message
+    return int(message["code"])
+
+
+async def test_anonymous_visitors_are_refused_with_a_reason(organization):
+    communicator, connected, _ = await _connect(organization.pk)
+    assert connected
+    assert await _closed_with(communicator) == consumers.CLOSE_UNAUTHENTICATED
     await communicator.disconnect()
 
 
-async def test_outsiders_are_refused(organization, outsider, enqueued):
-    communicator, connected, code = await _connect(organization.pk, outsider)
-    assert (connected, code) == (False, consumers.CLOSE_FORBIDDEN)
+async def test_outsiders_are_refused_with_a_reason(organization, outsider, enqueued):
+    communicator, connected, _ = await _connect(organization.pk, outsider)
+    assert connected
+    assert await _closed_with(communicator) == consumers.CLOSE_FORBIDDEN
     assert enqueued == []
     await communicator.disconnect()
 
