@@ -35,11 +35,21 @@ def _redis_answers() -> bool:
         return False
 
 
+async def _engine_answers() -> bool:
+    from apps.providers.registry import local_engine
+
+    if await local_engine().health() is not None:
+        return True
+    logger.warning("readiness: the model engine does not answer")
+    return False
+
+
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to take traffic: the database and Redis both answer."""
+    """Ready to take traffic: the database, Redis and the model engine all answer."""
     checks = {
         "database": await sync_to_async(_database_answers)(),
         "redis": await sync_to_async(_redis_answers)(),
+        "engine": await _engine_answers(),
     }
     ready = all(checks.values())
     body = {"status": "ok" if ready else "unavailable", "checks": checks}

@@ -209,6 +209,9 @@ if IS_PRODUCTION and PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS:
 PLUGSKY_CATALOG_FILE = env_str("PLUGSKY_CATALOG_FILE")
 # Which built-in models the local engine loads ("all", or a comma-separated list of ids).
 PLUGSKY_LOCAL_MODELS = env_list("PLUGSKY_LOCAL_MODELS", ["all"])
+# The engine process that runs the built-in models (`python -m apps.engine`): http://host:port
+# or unix:/path/to.sock. Web processes and Celery workers load no model weights themselves.
+PLUGSKY_ENGINE_URL = env_str("PLUGSKY_ENGINE_URL", "http://127.0.0.1:8001")
 
 # --- Billing ------------------------------------------------------------------------------------
 # Top-ups are configured only when STRIPE_SECRET_KEY is set; amounts are US cents at Stripe.

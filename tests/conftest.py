@@ -6,6 +6,18 @@ import pytest
 from django.core.cache import cache
 
 from tests.factories import make_member, make_user
+from tests.live import shared_engine_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine() -> Iterator[str]:
+    """The models run in an engine process, as in production: one per test process (xdist
+    worker), which this process's own gateway calls and every live server shares."""
+    from django.conf import settings
+
+    url = shared_engine_url()
+    settings.PLUGSKY_ENGINE_URL = url
+    yield url
 
 
 @pytest.fixture(autouse=True)

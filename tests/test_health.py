@@ -18,7 +18,7 @@ def test_healthz(client):
 def test_readyz_when_database_and_redis_answer(client, db):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": True, "redis": True}
+    assert response.json()["checks"] == {"database": True, "redis": True, "engine": True}
 
 
 def test_readyz_is_503_when_redis_does_not_answer(client, db):
@@ -33,7 +33,17 @@ def test_readyz_is_503_when_redis_does_not_answer(client, db):
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": True, "redis": False},
+        "checks": {"database": True, "redis": False, "engine": True},
+    }
+
+
+def test_readyz_is_503_when_the_engine_does_not_answer(client, db, tmp_path):
+    with override_settings(PLUGSKY_ENGINE_URL=f"unix:{tmp_path}/no-engine.sock"):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": True, "redis": True, "engine": False},
     }
 
 

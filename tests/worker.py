@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from django.conf import settings
 
 from plugsky_site.embedded import REPO_ROOT
-from tests.live import _test_database_url
+from tests.live import _test_database_url, shared_engine_url
 
 
 def run_worker(extra_env: dict[str, str] | None = None, *, name: str = "worker") -> Iterator[None]:
@@ -23,6 +23,8 @@ def run_worker(extra_env: dict[str, str] | None = None, *, name: str = "worker")
         "DJANGO_SETTINGS_MODULE": "plugsky_site.settings",
         **(extra_env or {}),
     }
+    if "PLUGSKY_ENGINE_URL" not in (extra_env or {}):
+        env["PLUGSKY_ENGINE_URL"] = shared_engine_url()
     (REPO_ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
     log_path = REPO_ROOT / "tests" / "artifacts" / f"celery-{name}-{os.getpid()}.log"
     log = open(log_path, "w")  # noqa: SIM115

@@ -24,36 +24,42 @@ def _is_enabled(entry: CatalogEntry) -> bool:
     return "all" in enabled or entry.id in enabled
 
 
-def _is_servable(entry: CatalogEntry) -> bool:
-    from apps.providers.registry import provider_for
-
-    return _is_enabled(entry) and provider_for(entry).is_available(entry)
+@functools.cache
+def configured_models() -> tuple[CatalogEntry, ...]:
+    """Every model this deployment is configured to serve, whether it can right now or not."""
+    return tuple(entry for entry in _all_entries() if _is_enabled(entry))
 
 
 @functools.cache
-def _servable_by_name() -> dict[str, CatalogEntry]:
-    """Servable entries by id and alias. Installed weights don't change while a process runs,
-    so availability (a filesystem look-up per weight part) is checked once, not per request."""
+def _configured_by_name() -> dict[str, CatalogEntry]:
     names: dict[str, CatalogEntry] = {}
-    for entry in _all_entries():
-        if _is_servable(entry):
-            for name in (*entry.aliases, entry.id):
-                names[name] = entry
+    for entry in configured_models():
+        for name in (*entry.aliases, entry.id):
+            names[name] = entry
     return names
+
+
+def _is_servable(entry: CatalogEntry) -> bool:
+    """Asked per request, so providers answer it cheaply (the engine's client from a cached
+    model list; the engine itself checks installed weights once)."""
+    from apps.providers.registry import provider_for
+
+    return provider_for(entry).is_available(entry)
 
 
 def catalog_models() -> list[CatalogEntry]:
     """Every model this server can serve, in catalog order."""
-    servable = set(_servable_by_name().values())
-    return [entry for entry in _all_entries() if entry in servable]
+    return [entry for entry in configured_models() if _is_servable(entry)]
 
 
 def catalog_model(model_id: str) -> CatalogEntry | None:
     """The servable entry for a public id or alias, or None."""
-    return _servable_by_name().get(model_id)
+    entry = _configured_by_name().get(model_id)
+    return entry if entry is not None and _is_servable(entry) else None
 
 
 def clear_cache() -> None:
     """Forget the loaded catalog (tests and settings changes)."""
     _all_entries.cache_clear()
-    _servable_by_name.cache_clear()
+    configured_models.cache_clear()
+    _configured_by_name.cache_clear()

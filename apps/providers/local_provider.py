@@ -1,15 +1,21 @@
-"""Serves catalog entries with a LocalRoute on the in-process local engine.
+"""Serves catalog entries with a LocalRoute on the local engine, in this process.
 
 One runtime per weight file, created on first use and kept warm: llama.cpp for GGUF chat and
-completion models, and the embedding engines. Loading (SHA-256 check included) happens in a
-worker thread so the event loop never waits on it.
+completion models, the embedding engines, and the image reader. Loading (SHA-256 check
+included) happens in a worker thread so the event loop never waits on it.
+
+This runs inside the engine process (apps/engine); web processes and Celery workers reach it
+through apps.providers.engine_client, which has the same interface.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,10 @@ from apps.providers.local import (
     is_installed,
     resolve_weights,
 )
+from apps.providers.vision.fetch import ImageError
+from apps.providers.vision.reading import ImageReading
+
+logger = logging.getLogger(__name__)
 
 Embedder = E5Embedder | MiniLMEmbedder
 
@@ -50,12 +60,33 @@ class LocalProvider:
         self._engines: dict[str, LlamaRuntime | Embedder] = {}
         # A thread lock, not an asyncio one: requests may arrive on different event loops.
         self._loading = threading.Lock()
+        self._installed: dict[LocalRoute, bool] = {}
+        # OCR is CPU-bound and the models need the cores too: one image at a time.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader")
 
     def is_available(self, entry: CatalogEntry) -> bool:
-        try:
-            return is_installed(_source(entry.route))
-        except KeyError:
-            return False
+        """Whether the entry's weights are installed (checked once: they don't change)."""
+        route = entry.route
+        if route not in self._installed:
+            try:
+                self._installed[route] = is_installed(_source(route))
+            except KeyError:
+                self._installed[route] = False
+        return self._installed[route]
+
+    def is_loaded(self, entry: CatalogEntry) -> bool:
+        engine = self._engines.get(_engine_key(entry))
+        return engine is not None and engine.is_loaded
+
+    def running(self) -> int:
+        """Generations running (or queued) in llama.cpp now, over every loaded model."""
+        engines = list(self._engines.values())
+        return sum(engine.running for engine in engines if isinstance(engine, LlamaRuntime))
+
+    async def load(self, entry: CatalogEntry) -> None:
+        """Load the entry's model now rather than on its first request."""
+        engine = await self._engine(entry)
+        await engine.load()
 
     async def _engine(
         self, entry: CatalogEntry, *, isolated: bool = False
@@ -119,6 +150,29 @@ class LocalProvider:
         engine = await self._engine(entry)
         assert not isinstance(engine, LlamaRuntime)
         return await engine.embed(inputs)
+
+    async def read_image(self, data: bytes, *, detail: str = "auto") -> ImageReading:
+        """What the image reader sees in an image; ImageError for an unusable image."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._reader, functools.partial(_read_image, data, detail=detail)
+            )
+        except ImageError:
+            raise
+        except (ImportError, RuntimeError, OSError) as failure:  # the reader is not installed
+            logger.exception("image reader unavailable")
+            raise ProviderError(
+                "The image reader is unavailable on this server.",
+                status=503,
+                code="model_unavailable",
+            ) from failure
+
+
+def _read_image(data: bytes, *, detail: str) -> ImageReading:
+    from apps.providers.vision.reader import read_image  # Pillow, onnxruntime: engine only
+
+    return read_image(data, detail=detail)
 
 
 def _isolated_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+
+from django.conf import settings
+
 from apps.catalog.entries import CatalogEntry, LocalRoute
-from apps.providers.local_provider import LOCAL_PROVIDER, LocalProvider
+from apps.providers.base import Provider
+from apps.providers.engine_client import EngineClient
 
 
-def provider_for(entry: CatalogEntry) -> LocalProvider:
+def provider_for(entry: CatalogEntry) -> Provider:
     if isinstance(entry.route, LocalRoute):
-        return LOCAL_PROVIDER
+        return local_engine()
     raise LookupError(f"no provider for route {entry.route!r}")
+
+
+def local_engine() -> EngineClient:
+    """The client of the engine process named by PLUGSKY_ENGINE_URL."""
+    return engine_client(settings.PLUGSKY_ENGINE_URL)
+
+
+@functools.cache
+def engine_client(url: str) -> EngineClient:
+    """One client (and connection pool) per engine URL for the life of the process."""
+    return EngineClient(url)

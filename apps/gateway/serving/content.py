@@ -8,10 +8,7 @@ replaced by what the reader saw, in place. Everything else a part could carry is
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,6 +16,9 @@ from django.conf import settings
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
 from apps.gateway.protocol import ChatMessage, ContentPart
+from apps.gateway.serving.common import api_error_from
+from apps.providers.errors import ProviderError
+from apps.providers.registry import provider_for
 from apps.providers.vision import (
     FetchedImage,
     FetchPolicy,
@@ -26,14 +26,9 @@ from apps.providers.vision import (
     ImageReading,
     decode_data_url,
     fetch_image,
-    read_image,
 )
 
-logger = logging.getLogger(__name__)
-
 MAX_IMAGES = 8
-# OCR is CPU-bound and the engine needs the cores too: one image at a time per process.
-_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader")
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,7 @@ class _ImagePart:
 async def message_texts(messages: list[ChatMessage], entry: CatalogEntry) -> list[str]:
     """The text of each message, images replaced by what the image reader saw in them."""
     images = _image_parts(messages, entry)
-    readings = await _read_all(images) if images else {}
+    readings = await _read_all(images, entry) if images else {}
     numbers = {image.param: number for number, image in enumerate(images, start=1)}
     texts = []
     for index, message in enumerate(messages):
@@ -116,27 +111,19 @@ def _checked_part(
     return _ImagePart(param, part.image_url.url, part.image_url.detail)
 
 
-async def _read_all(images: list[_ImagePart]) -> dict[str, ImageReading]:
+async def _read_all(images: list[_ImagePart], entry: CatalogEntry) -> dict[str, ImageReading]:
     fetched = await asyncio.gather(*(_fetched(image) for image in images))
-    loop = asyncio.get_running_loop()
+    provider = provider_for(entry)  # the image reader runs where the model runs
     readings = {}
     for image, data in zip(images, fetched, strict=True):
         try:
-            reading = await loop.run_in_executor(
-                _READER, functools.partial(read_image, data.data, detail=image.detail)
-            )
+            reading = await provider.read_image(data.data, detail=image.detail)
         except ImageError as failure:
             raise errors.invalid_value(
                 failure.message, param=f"{image.param}.image_url", code="invalid_image"
             ) from None
-        except (ImportError, RuntimeError, OSError) as failure:  # the reader is not installed
-            logger.exception("image reader unavailable")
-            raise errors.APIError(
-                "The image reader is unavailable on this server.",
-                status=503,
-                type="server_error",
-                code="model_unavailable",
-            ) from failure
+        except ProviderError as failure:  # the reader is not installed, the engine is down
+            raise api_error_from(failure) from None
         readings[image.param] = reading
     return readings
 

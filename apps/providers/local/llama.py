@@ -78,6 +78,8 @@ class LlamaRuntime:
         self._socket_dir_cleanup: weakref.finalize[Any, Any] | None = None
         self._last_failure: tuple[float, EngineError] | None = None
         self._is_closed = False
+        self._running = 0
+        self._running_lock = threading.Lock()
 
     @property
     def n_ctx(self) -> int:
@@ -96,6 +98,11 @@ class LlamaRuntime:
     @property
     def is_loaded(self) -> bool:
         return self._server is not None
+
+    @property
+    def running(self) -> int:
+        """Generations inside llama.cpp now (busy slots and queued requests); 0 when idle."""
+        return self._running
 
     async def load(self) -> None:
         """Load the model now (it otherwise loads on the first request) and keep it warm."""
@@ -138,7 +145,7 @@ class LlamaRuntime:
         # cancellation through the streaming callback. It runs to max_tokens and is discarded.
         server = await self._ready_server()
         request = {**body, "stream": False}
-        response = await self._in_worker(_call_engine, getattr(server, method), request, None)
+        response = await self._in_worker(self._generate, getattr(server, method), request, None)
         return self._finished(response, request, prompt_param=prompt_param)
 
     async def _stream(
@@ -150,7 +157,7 @@ class LlamaRuntime:
         consumer_gone = threading.Event()
         request = {**body, "stream": True}
         on_chunk = _chunk_forwarder(loop, queue, consumer_gone)
-        job = self._in_worker(_call_engine, getattr(server, method), request, on_chunk)
+        job = self._in_worker(self._generate, getattr(server, method), request, on_chunk)
         # Runs after every chunk the thread queued: both travel through call_soon_threadsafe.
         job.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
@@ -164,6 +171,21 @@ class LlamaRuntime:
             # llama.cpp stop generating and release the slot. A job not yet started never runs.
             consumer_gone.set()
             job.cancel()
+
+    def _generate(
+        self,
+        handler: Callable[..., Any],
+        request: Chunk,
+        on_chunk: Callable[[Chunk], bool] | None,
+    ) -> Chunk:
+        # Counted until llama.cpp returns, i.e. until its slot is free again.
+        with self._running_lock:
+            self._running += 1
+        try:
+            return _call_engine(handler, request, on_chunk)
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     def _finished(
         self,

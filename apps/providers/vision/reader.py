@@ -15,7 +15,6 @@ import importlib.util
 import io
 import threading
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from apps.providers.vision.fetch import ImageError
+from apps.providers.vision.reading import ImageReading
 
 __all__ = ["ImageReading", "is_reader_installed", "read_image"]
 
@@ -55,30 +55,6 @@ _PALETTE = {
     "cyan": (0, 200, 210), "purple": (130, 40, 160), "pink": (250, 150, 190),
     "beige": (230, 215, 180),
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ImageReading:
-    format: str
-    width: int
-    height: int
-    colours: tuple[tuple[str, int], ...]  # (name, percent of the image), largest first
-    text_lines: tuple[str, ...]
-
-    def describe(self, number: int) -> str:
-        """The reading as text for a chat model."""
-        colours = ", ".join(f"{name} ({share}%)" for name, share in self.colours)
-        lines = [
-            f"[Image {number}: {self.format}, {self.width}x{self.height} pixels. "
-            f"Main colours: {colours}."
-        ]
-        if self.text_lines:
-            lines.append("Text in the image (OCR), top to bottom:")
-            lines.extend(self.text_lines)
-        else:
-            lines.append("No text was found in the image.")
-        lines.append("(Only the text, size and colours of the image are known.)]")
-        return "\n".join(lines)
 
 
 def is_reader_installed() -> bool:
