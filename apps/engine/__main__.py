@@ -44,6 +44,7 @@ def _serve(url: str, preload: tuple[str, ...]) -> int:
     uvicorn.run(
         EngineApp(preload=preload),
         **where,
+        workers=1,  # uvicorn would read WEB_CONCURRENCY, which is the web tier's
         http="h11",
         lifespan="on",
         access_log=False,
