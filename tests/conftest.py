@@ -10,7 +10,7 @@ from tests.live import shared_engine_url
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _engine() -> Iterator[str]:
+def engine_url() -> Iterator[str]:
     """The models run in an engine process, as in production: one per test process (xdist
     worker), which this process's own gateway calls and every live server shares."""
     from django.conf import settings
