@@ -1,8 +1,13 @@
 """Plugsky's full HTTP stack vs the same model called directly on llama.cpp's own server.
 
-Both sides stream the same chat request for the same GGUF file with the same slot count; the
-table compares time to first token and decode speed at 1 and 4 concurrent streams. Run with
-`make bench`; results go to bench/results/local_engine.json and the table is printed.
+All sides stream the same chat request for the same GGUF file with the same slot count; the
+table compares time to first token and decode speed at 1 and 4 concurrent streams:
+
+- llama.cpp direct: llama.cpp's own HTTP server (xllamacpp.Server), the floor;
+- engine direct: the Plugsky engine process's /chat (EngineClient), i.e. the engine hop alone;
+- Plugsky /v1: Daphne, the gateway and the engine, as a customer sees it.
+
+Run with `make bench`; results go to bench/results/local_engine.json and the table is printed.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ import secrets
 import socket
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from apps.catalog.builtin import BUILTIN_MODELS
+from apps.providers.engine_client import EngineClient
 
 pytestmark = pytest.mark.bench
 
@@ -29,6 +38,7 @@ MAX_TOKENS = 128
 ROUNDS = 3
 CONCURRENCY = (1, 4)
 RESULTS = Path(__file__).parent / "results"
+ENTRY = next(entry for entry in BUILTIN_MODELS if entry.id == MODEL_ID)
 MESSAGES = [
     {"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}
 ]
@@ -79,21 +89,51 @@ async def _stream_once(client: httpx.AsyncClient, url: str, headers: dict[str, s
     return StreamRun(ttft_s=first - started, tokens=tokens, decode_s=ended - first)
 
 
+async def _engine_stream_once(client: EngineClient) -> StreamRun:
+    """The engine's own /chat, with the engine body the gateway would send for this request."""
+    body = {
+        "messages": MESSAGES,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream_options": {"include_usage": True},
+        "timings_per_token": True,
+    }
+    started = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    async for chunk in client.chat_stream(ENTRY, body):
+        choices = chunk.get("choices") or []
+        if first is None and choices and (choices[0].get("delta") or {}).get("content"):
+            first = time.perf_counter()
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+    ended = time.perf_counter()
+    assert first is not None and tokens > 1
+    return StreamRun(ttft_s=first - started, tokens=tokens, decode_s=ended - first)
+
+
 async def _measure(target: str, url: str, headers: dict[str, str], concurrency: int) -> Row:
-    runs: list[StreamRun] = []
-    aggregate: list[float] = []
     # A fresh connection per stream on both sides: llama.cpp closes idle keep-alive sockets.
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
-        await _stream_once(client, url, headers)  # warm-up: model loaded, caches primed
-        for _ in range(ROUNDS):
-            started = time.perf_counter()
-            batch = await asyncio.gather(
-                *(_stream_once(client, url, headers) for _ in range(concurrency))
-            )
-            wall = time.perf_counter() - started
-            runs.extend(batch)
-            aggregate.append(sum(run.tokens for run in batch) / wall)
+        if target == "engine direct":
+            engine = EngineClient(url)
+            return await _rounds(target, concurrency, lambda: _engine_stream_once(engine))
+        return await _rounds(target, concurrency, lambda: _stream_once(client, url, headers))
+
+
+async def _rounds(
+    target: str, concurrency: int, stream_once: Callable[[], Awaitable[StreamRun]]
+) -> Row:
+    runs: list[StreamRun] = []
+    aggregate: list[float] = []
+    await stream_once()  # warm-up: model loaded, caches primed
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        batch = await asyncio.gather(*(stream_once() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+        runs.extend(batch)
+        aggregate.append(sum(run.tokens for run in batch) / wall)
     return Row(
         target=target,
         concurrency=concurrency,
@@ -146,7 +186,7 @@ def _table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def test_local_engine_vs_llama_cpp(live_server_url, live_key):
+def test_local_engine_vs_llama_cpp(live_server_url, live_key, engine_url):
     _, raw_key = live_key
     plugsky_url = f"{live_server_url}/v1/chat/completions"
     plugsky_headers = {"Authorization": f"Bearer {raw_key}"}
@@ -155,6 +195,7 @@ def test_local_engine_vs_llama_cpp(live_server_url, live_key):
     for concurrency in CONCURRENCY:
         for target, url, headers in (
             ("llama.cpp direct", llama_url, llama_headers),
+            ("engine direct", engine_url, {}),
             ("Plugsky /v1", plugsky_url, plugsky_headers),
         ):
             rows.append(asyncio.run(_measure(target, url, headers, concurrency)))

