@@ -35,7 +35,7 @@ WEIGHTS = "smollm2-135m-instruct"
 SLOTS = 4
 CONTEXT_PER_SLOT = 4096
 MAX_TOKENS = 128
-ROUNDS = 3
+ROUNDS = 5
 CONCURRENCY = (1, 4)
 RESULTS = Path(__file__).parent / "results"
 ENTRY = next(entry for entry in BUILTIN_MODELS if entry.id == MODEL_ID)
@@ -112,28 +112,27 @@ async def _engine_stream_once(client: EngineClient) -> StreamRun:
     return StreamRun(ttft_s=first - started, tokens=tokens, decode_s=ended - first)
 
 
-async def _measure(target: str, url: str, headers: dict[str, str], concurrency: int) -> Row:
-    # A fresh connection per stream on both sides: llama.cpp closes idle keep-alive sockets.
-    limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
-        if target == "engine direct":
-            engine = EngineClient(url)
-            return await _rounds(target, concurrency, lambda: _engine_stream_once(engine))
-        return await _rounds(target, concurrency, lambda: _stream_once(client, url, headers))
+StreamOnce = Callable[[], Awaitable[StreamRun]]
 
 
-async def _rounds(
-    target: str, concurrency: int, stream_once: Callable[[], Awaitable[StreamRun]]
-) -> Row:
-    runs: list[StreamRun] = []
-    aggregate: list[float] = []
-    await stream_once()  # warm-up: model loaded, caches primed
+async def _measure(targets: dict[str, StreamOnce], concurrency: int) -> list[Row]:
+    """Rounds of `concurrency` streams, the targets taking turns round by round: on a shared
+    machine, load that comes and goes then falls on every target alike."""
+    runs: dict[str, list[StreamRun]] = {name: [] for name in targets}
+    aggregate: dict[str, list[float]] = {name: [] for name in targets}
+    for stream_once in targets.values():
+        await stream_once()  # warm-up: model loaded, caches primed
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        batch = await asyncio.gather(*(stream_once() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-        runs.extend(batch)
-        aggregate.append(sum(run.tokens for run in batch) / wall)
+        for name, stream_once in targets.items():
+            started = time.perf_counter()
+            batch = await asyncio.gather(*(stream_once() for _ in range(concurrency)))
+            wall = time.perf_counter() - started
+            runs[name].extend(batch)
+            aggregate[name].append(sum(run.tokens for run in batch) / wall)
+    return [_row(name, concurrency, runs[name], aggregate[name]) for name in targets]
+
+
+def _row(target: str, concurrency: int, runs: list[StreamRun], aggregate: list[float]) -> Row:
     return Row(
         target=target,
         concurrency=concurrency,
@@ -144,6 +143,24 @@ async def _rounds(
         aggregate_tok_s=round(statistics.median(aggregate), 1),
         tokens=sum(r.tokens for r in runs),
     )
+
+
+async def _all_rows(
+    llama: tuple[str, dict[str, str]], engine_url: str, plugsky: tuple[str, dict[str, str]]
+) -> list[Row]:
+    # A fresh connection per stream: llama.cpp closes idle keep-alive sockets.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    engine = EngineClient(engine_url)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        targets: dict[str, StreamOnce] = {
+            "llama.cpp direct": lambda: _stream_once(client, *llama),
+            "engine direct": lambda: _engine_stream_once(engine),
+            "Plugsky /v1": lambda: _stream_once(client, *plugsky),
+        }
+        rows = []
+        for concurrency in CONCURRENCY:
+            rows.extend(await _measure(targets, concurrency))
+        return rows
 
 
 def _free_port() -> int:
@@ -188,17 +205,9 @@ def _table(rows: list[Row]) -> str:
 
 def test_local_engine_vs_llama_cpp(live_server_url, live_key, engine_url):
     _, raw_key = live_key
-    plugsky_url = f"{live_server_url}/v1/chat/completions"
-    plugsky_headers = {"Authorization": f"Bearer {raw_key}"}
+    plugsky = (f"{live_server_url}/v1/chat/completions", {"Authorization": f"Bearer {raw_key}"})
     server, llama_url, llama_headers = _llama_cpp_server()
-    rows = []
-    for concurrency in CONCURRENCY:
-        for target, url, headers in (
-            ("llama.cpp direct", llama_url, llama_headers),
-            ("engine direct", engine_url, {}),
-            ("Plugsky /v1", plugsky_url, plugsky_headers),
-        ):
-            rows.append(asyncio.run(_measure(target, url, headers, concurrency)))
+    rows = asyncio.run(_all_rows((llama_url, llama_headers), engine_url, plugsky))
     del server
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "local_engine.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
