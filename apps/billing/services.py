@@ -16,8 +16,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, F, Q, Value, When
-from django.db.models.lookups import LessThanOrEqual
+from django.db.models import BigIntegerField, Case, Exists, F, Q, Value, When
+from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
 
 from apps.accounts.models import Organization, User
@@ -125,14 +125,30 @@ def _spent_in(month: date) -> Case:
     )
 
 
-def _limits_reserve(
-    *, organization_id: int, api_key_id: int | None, amount_micros: int, month: date
-) -> tuple[int | None, int | None]:
+def _limits_scope(organization_id: int, api_key_id: int | None) -> Q:
+    """The spend limits a call counts against: its organization's, and its key's."""
     scope = Q(organization_id=organization_id, api_key__isnull=True)
     if api_key_id is not None:
         scope |= Q(api_key_id=api_key_id)
+    return scope
+
+
+def _limit_exceeded(limit: SpendLimit, month: date) -> SpendLimitExceeded:
+    spent = limit.spent_micros if limit.month == month else 0
+    return SpendLimitExceeded(
+        is_key_limit=limit.api_key_id is not None,
+        limit_micros=limit.monthly_limit_micros,
+        committed_micros=spent + limit.held_micros,
+    )
+
+
+def _limits_reserve(
+    *, organization_id: int, api_key_id: int | None, amount_micros: int, month: date
+) -> tuple[int | None, int | None]:
     org_limit_id = key_limit_id = None
-    limits = SpendLimit.objects.filter(scope).values_list("pk", "api_key_id")
+    limits = SpendLimit.objects.filter(_limits_scope(organization_id, api_key_id)).values_list(
+        "pk", "api_key_id"
+    )
     # The organization's limit before the key's: the lock order of _balance_move.
     for limit_id, limit_key_id in sorted(limits, key=lambda row: row[1] is not None):
         committed = _spent_in(month) + F("held_micros") + amount_micros
@@ -146,13 +162,7 @@ def _limits_reserve(
             )
         )
         if not is_reserved:
-            limit = SpendLimit.objects.get(pk=limit_id)
-            spent = limit.spent_micros if limit.month == month else 0
-            raise SpendLimitExceeded(
-                is_key_limit=limit_key_id is not None,
-                limit_micros=limit.monthly_limit_micros,
-                committed_micros=spent + limit.held_micros,
-            )
+            raise _limit_exceeded(SpendLimit.objects.get(pk=limit_id), month)
         if limit_key_id is None:
             org_limit_id = limit_id
         else:
@@ -194,6 +204,41 @@ def credit_hold(
             created_at=now,
             expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
         )
+
+
+def credit_precheck(*, organization_id: int, api_key_id: int | None, amount_micros: int) -> None:
+    """Raise what credit_hold would for `amount_micros`, with one read and no write.
+
+    Run before a call's expensive preparation, with a part of its worst case known by then: a
+    call refused here would have been refused by its hold too. Nothing is reserved.
+    """
+    month = month_start(timezone.now())
+    committed = _spent_in(month) + F("held_micros") + amount_micros
+    over_limit = SpendLimit.objects.filter(_limits_scope(organization_id, api_key_id)).filter(
+        GreaterThan(committed, F("monthly_limit_micros"))
+    )
+    state = (
+        CreditAccount.objects.filter(organization_id=organization_id)
+        .annotate(is_over_limit=Exists(over_limit))
+        .values("balance_micros", "held_micros", "is_over_limit")
+        .first()
+    )
+    available = state["balance_micros"] - state["held_micros"] if state else 0
+    if available < amount_micros:
+        raise InsufficientCredit(needed_micros=amount_micros, available_micros=available)
+    if state and state["is_over_limit"]:
+        # The organization's limit first, as _limits_reserve checks them.
+        limits = over_limit.order_by(F("api_key_id").asc(nulls_first=True))
+        raise _limit_exceeded(limits[0], month)
+
+
+def credit_hold_extend(*, hold: CreditHold, ttl_s: int) -> bool:
+    """Keep a running call's hold from expiring for `ttl_s` more; False once it is closed."""
+    expires_at = timezone.now() + timedelta(seconds=ttl_s)
+    extended = CreditHold.objects.filter(pk=hold.pk, status=HoldStatus.ACTIVE).update(
+        expires_at=expires_at
+    )
+    return extended == 1
 
 
 def _hold_close(hold: CreditHold, status: HoldStatus) -> bool:

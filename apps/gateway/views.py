@@ -45,17 +45,17 @@ async def model_retrieve(request: HttpRequest, model_id: str) -> HttpResponseBas
 
 @endpoint("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request.body, ChatCompletionRequest)
+    body = parse_body(request.body, ChatCompletionRequest, content_type=request.content_type)
     return await chat.create(body, _context(request, body.model))
 
 
 @endpoint("POST")
 async def legacy_completions(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request.body, CompletionRequest)
+    body = parse_body(request.body, CompletionRequest, content_type=request.content_type)
     return await completions.create(body, _context(request, body.model))
 
 
 @endpoint("POST")
 async def embeddings_create(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request.body, EmbeddingRequest)
+    body = parse_body(request.body, EmbeddingRequest, content_type=request.content_type)
     return await embeddings.create(body, _context(request, body.model))

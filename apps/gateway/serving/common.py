@@ -22,6 +22,7 @@ _KIND_ENDPOINTS = {
     Kind.COMPLETION: {"completions"},
     Kind.EMBEDDING: {"embeddings"},
 }
+MAX_USER_LENGTH = 256
 _ENDPOINT_PATHS = {
     "chat.completions": "v1/chat/completions",
     "completions": "v1/completions",
@@ -71,6 +72,47 @@ def model_access_check(model_id: str, *, identity: KeyIdentity) -> None:
         code="model_not_allowed",
         param="model",
     )
+
+
+def end_user_of(user: str | None) -> str:
+    """The request's `user` as it is recorded, or a 400 if it cannot be recorded as sent.
+
+    The same rule on every endpoint: at most MAX_USER_LENGTH characters (OpenAI's limit, and
+    UsageRecord.end_user's column), and no NUL, which PostgreSQL cannot store in text. Refused
+    rather than altered: the customer matches our usage records to their users by this id.
+    """
+    if user is None:
+        return ""
+    if len(user) > MAX_USER_LENGTH:
+        raise errors.invalid_value(
+            f"Invalid 'user': string should have at most {MAX_USER_LENGTH} characters.",
+            param="user",
+            code="invalid_value",
+        )
+    if "\x00" in user:
+        raise errors.invalid_value(
+            "Invalid 'user': the string must not contain NUL characters (\\u0000).",
+            param="user",
+            code="invalid_value",
+        )
+    return user
+
+
+def output_limit_check(limit: int | None, entry: CatalogEntry, *, param: str) -> int:
+    """The most tokens one choice may generate: `limit`, or the whole context window.
+
+    A limit above the context window is a 400, as OpenAI answers it, not silently lowered.
+    """
+    if limit is None:
+        return entry.context_length
+    if limit > entry.context_length:
+        raise errors.invalid_value(
+            f"{param} is too large: {limit}. This model supports at most "
+            f"{entry.context_length} completion tokens, whereas you provided {limit}.",
+            param=param,
+            code="invalid_value",
+        )
+    return limit
 
 
 def api_error_from(failure: ProviderError) -> errors.APIError:

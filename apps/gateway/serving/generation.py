@@ -3,15 +3,19 @@
 Every generation runs as a stream inside, also for non-streaming requests: a client that goes
 away cancels the stream, which frees the engine's slot, and the tokens generated until then are
 known exactly (llama.cpp reports `timings.predicted_n` with each chunk).
+
+Every call is settled exactly once, however it ends: a serving module does everything after
+`meter_open` inside `settled_on_failure`, and a stream settles itself in `sse_events`. A stream
+always ends with `[DONE]`, after an error event when it failed once its status line was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import StreamingHttpResponse
 
@@ -23,6 +27,7 @@ from apps.providers.errors import ProviderError
 logger = logging.getLogger(__name__)
 
 Chunk = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,16 +76,14 @@ async def close_meter_safely(
     error_code: str = "",
     client_disconnected: bool = False,
 ) -> int:
-    """Settle once, even while the surrounding task is being cancelled."""
-    return await asyncio.shield(
-        meter_close(
-            meter,
-            prompt_tokens=tally.prompt_tokens,
-            completion_tokens=tally.completion_tokens,
-            status=status,
-            error_code=error_code,
-            client_disconnected=client_disconnected,
-        )
+    """Settle once; meter_close goes on even while the surrounding task is being cancelled."""
+    return await meter_close(
+        meter,
+        prompt_tokens=tally.prompt_tokens,
+        completion_tokens=tally.completion_tokens,
+        status=status,
+        error_code=error_code,
+        client_disconnected=client_disconnected,
     )
 
 
@@ -88,17 +91,39 @@ def _failure_outcome(failure: BaseException) -> tuple[int, str, bool]:
     """(status, error_code, client_disconnected) of a call that ended with `failure`."""
     if isinstance(failure, ProviderError):
         return failure.status, failure.code or "provider_error", False
+    if isinstance(failure, errors.APIError):
+        return failure.status, failure.code or failure.type, False
     if isinstance(failure, asyncio.CancelledError | GeneratorExit):
         return 499, "client_disconnected", True  # the client went away: bill what ran
     return 500, "internal_error", False
 
 
 async def settle_failure(meter: Meter, tally: Tally, failure: BaseException) -> None:
-    """Settle a call that did not finish: what ran is recorded, and billed per the billing rule."""
+    """Settle a call that did not finish (unless it already was): what ran is recorded, and
+    billed per the billing rule."""
+    if meter.is_closed:
+        return
     status, error_code, disconnected = _failure_outcome(failure)
+    if error_code == "internal_error":
+        logger.error("%s call %s failed", meter.endpoint, meter.request_id, exc_info=failure)
     await close_meter_safely(
         meter, tally, status=status, error_code=error_code, client_disconnected=disconnected
     )
+
+
+async def settled_on_failure(meter: Meter, tally: Tally, work: Awaitable[T]) -> T:
+    """Await `work`: everything a serving module does after meter_open.
+
+    Whatever fails there (an engine error, a bug, a client that leaves) settles the call before
+    the failure goes on, so no hold is left to expire; a provider's error becomes its APIError.
+    """
+    try:
+        return await work
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if isinstance(failure, ProviderError):
+            raise api_error_from(failure) from None
+        raise
 
 
 async def sse_events(
@@ -127,13 +152,16 @@ async def sse_events(
             raise  # cancelled or closed: the client is gone, nobody to tell
         if isinstance(failure, ProviderError) and not has_sent:
             raise api_error_from(failure) from None  # see `streaming_response`
-        # After the first chunk the status line is sent: errors travel as one more event.
+        # After the first chunk the status line is sent: the error travels as one more event,
+        # and the stream still ends as every stream does.
         if isinstance(failure, ProviderError):
             yield sse.event(api_error_from(failure).body())
         else:
-            logger.exception("%s stream %s failed", meter.endpoint, meter.request_id)
             yield sse.event(errors.internal_error().body())
+        yield sse.DONE
         return
+    # The content is delivered: the stream ends normally even if settlement is still retrying
+    # (meter_close then answers with the call's price, see apps.gateway.metering).
     cost = await close_meter_safely(meter, tally, status=200)
     if usage_envelope is not None:
         final = usage_envelope()
