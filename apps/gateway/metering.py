@@ -60,6 +60,7 @@ from apps.billing.services import (
 )
 from apps.catalog.entries import CatalogEntry
 from apps.gateway.errors import APIError
+from apps.gateway.ratelimit import rate_limit_tokens_take
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome
 from plugsky_site.db import db_call
@@ -179,8 +180,10 @@ async def meter_open(
     is_tester: bool = False,
 ) -> Meter:
     """Hold the worst case of max_prompt_tokens + max_completion_tokens, or raise a 429."""
-    # The per-key tokens-per-minute limit (ratelimit.py) is taken here, before anything is held.
-
+    # The per-key tokens-per-minute limit counts the worst case, as OpenAI's estimate does.
+    await rate_limit_tokens_take(
+        key_id=api_key_id, tokens=max_prompt_tokens + max_completion_tokens
+    )
     worst_case = call_cost_micros(
         entry=entry, prompt_tokens=max_prompt_tokens, completion_tokens=max_completion_tokens
     )
