@@ -26,18 +26,11 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.gateway import errors
 from apps.gateway.admission import Admission
 from apps.gateway.ratelimit import rate_limit_take, request_limits
-from apps.keys.authentication import InvalidAPIKey, KeyIdentity, authenticate_async
+from apps.keys.authentication import InvalidAPIKey, authenticate_async
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[HttpResponseBase]]
-
-
-class APIRequest(HttpRequest):
-    """A /v1 request after authentication (for type checkers; set by `endpoint`)."""
-
-    request_id: str
-    identity: KeyIdentity
 
 
 def new_request_id() -> str:

@@ -50,14 +50,9 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from apps.billing.errors import AlreadySettled, InsufficientCredit, SpendLimitExceeded
+from apps.billing.holds import credit_hold, credit_hold_extend, credit_precheck, credit_settle
 from apps.billing.models import CreditHold
 from apps.billing.pricing import call_cost_micros, usd_display
-from apps.billing.services import (
-    credit_hold,
-    credit_hold_extend,
-    credit_precheck,
-    credit_settle,
-)
 from apps.catalog.entries import CatalogEntry
 from apps.gateway.errors import APIError
 from apps.gateway.ratelimit import rate_limit_tokens_take

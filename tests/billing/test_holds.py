@@ -5,16 +5,16 @@ from django.utils import timezone
 
 from apps.accounts.models import Organization
 from apps.billing.errors import AlreadySettled, InsufficientCredit, SpendLimitExceeded
-from apps.billing.models import CreditHold, EntryKind, HoldStatus, LedgerEntry
-from apps.billing.selectors import ledger_drifts
-from apps.billing.services import (
+from apps.billing.holds import (
     credit_hold_extend,
     credit_precheck,
     credit_release,
     credit_settle,
     holds_release_stale,
-    spend_limit_set,
 )
+from apps.billing.limits import spend_limit_set
+from apps.billing.models import CreditHold, EntryKind, HoldStatus, LedgerEntry
+from apps.billing.selectors import ledger_drifts
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import account, hold_for, outcome_for, set_balance
 
