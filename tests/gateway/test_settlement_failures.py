@@ -10,7 +10,6 @@ budget. Every test asserts the exact ledger.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,21 +19,21 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
 
-from apps.billing import services as billing_services
+from apps.billing import holds as billing_holds
+from apps.billing.ledger import credit_adjust
+from apps.billing.limits import spend_limit_set
 from apps.billing.models import CreditAccount, CreditHold, EntryKind, HoldStatus, LedgerEntry
 from apps.billing.pricing import call_cost_micros
-from apps.billing.services import credit_adjust, spend_limit_set
 from apps.catalog.selectors import catalog_model
 from apps.gateway import metering
 from apps.gateway.errors import APIError
 from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving import chat
-from apps.gateway.serving.common import CallContext
+from apps.gateway.serving.common import CallContext, Priced
 from apps.providers.errors import ProviderError
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome, usage_record_create
 from tests.billing.helpers import new_request_id
-from tests.sse import parse_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,14 +128,13 @@ def _context(organization) -> CallContext:  # type: ignore[no-untyped-def]
 
 
 async def _call(organization, **body: Any) -> tuple[CallContext, Any]:  # type: ignore[no-untyped-def]
-    """(context, JSON body or (SSE events, [DONE] seen)) of one chat call."""
+    """(context, body or streamed chunks) of one chat call."""
     ctx = _context(organization)
     request = ChatCompletionRequest.model_validate({"model": MODEL, **body})
-    response = await chat.create(request, ctx)
-    if not body.get("stream"):
-        return ctx, json.loads(response.content)
-    raw = b"".join([part async for part in response.streaming_content])
-    return ctx, parse_events(raw.decode())
+    result = await chat.create(request, ctx)
+    if isinstance(result, Priced):
+        return ctx, result.body
+    return ctx, [chunk async for chunk in result]
 
 
 @sync_to_async
@@ -191,10 +189,8 @@ async def test_a_tool_call_retry_gets_what_the_first_pass_left(
 
     assert [body["max_tokens"] for body in engine.bodies] == [40, 40 - 21]
     if stream:
-        events, done = result
-        assert done
         assert "".join(
-            (c["choices"][0]["delta"].get("content") or "") for c in events if c["choices"]
+            (c["choices"][0]["delta"].get("content") or "") for c in result if c["choices"]
         ) == ("Sunny.")
     else:
         assert result["choices"][0]["message"]["content"] == "Sunny."
@@ -242,13 +238,13 @@ async def test_settlement_that_fails_once_is_retried(
     engine.scripts = [script(["Hel", "lo"])]
     before = await _balance(organization)
 
-    ctx, (events, done) = await _call(
+    ctx, chunks = await _call(
         organization, messages=HELLO, stream=True, stream_options={"include_usage": True}
     )
 
-    assert done and events[-1]["usage"]["completion_tokens"] == 2
+    assert chunks[-1]["usage"]["completion_tokens"] == 2
     record = await assert_billed(organization, ctx.request_id, before, (30, 2))
-    assert events[-1]["usage"]["cost"] == record.cost_micros / 1_000_000
+    assert chunks[-1]["usage"]["cost"] == record.cost_micros / 1_000_000
     assert len(calls) == 2
     assert f"settlement of call {ctx.request_id} failed (attempt 1)" in caplog.text
     assert f"30 prompt + 2 completion tokens, cost {record.cost_micros} µ$" in caplog.text
@@ -291,13 +287,13 @@ async def test_a_database_that_keeps_failing_still_ends_the_stream(
     engine.scripts = [script(["Hi", "!"])]
     before = await _balance(organization)
 
-    ctx, (events, done) = await _call(
+    ctx, chunks = await _call(
         organization, messages=HELLO, stream=True, stream_options={"include_usage": True}
     )
 
     # The content was delivered: the stream ends as usual, priced at what the call costs.
     priced = call_cost_micros(entry=catalog_model(MODEL), prompt_tokens=30, completion_tokens=2)
-    assert done and events[-1]["usage"]["cost"] == priced / 1_000_000
+    assert chunks[-1]["usage"]["cost"] == priced / 1_000_000
     deadline = time.monotonic() + 5
     while "GIVING UP" not in caplog.text:  # it retried on in the background, then gave up
         assert time.monotonic() < deadline
@@ -333,7 +329,7 @@ async def test_settlement_cannot_fail_on_what_the_outcome_carries(organization):
 
 
 async def test_a_client_leaving_while_its_hold_is_written_leaves_no_hold(organization, monkeypatch):
-    real = billing_services.credit_hold
+    real = billing_holds.credit_hold
     is_writing = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -373,16 +369,12 @@ async def test_a_client_leaving_while_its_hold_is_written_leaves_no_hold(organiz
 async def test_a_bug_after_the_hold_settles_the_call_unbilled(organization, engine, caplog, stream):
     engine.scripts = [[RuntimeError("a bug in the engine adapter")]]
 
-    ctx = _context(organization)
-    request = ChatCompletionRequest.model_validate(
-        {"model": MODEL, "messages": HELLO, "stream": stream}
-    )
     if stream:  # nothing was sent yet: the stream carries the error, then ends
-        response = await chat.create(request, ctx)
-        raw = b"".join([part async for part in response.streaming_content])
-        events, done = parse_events(raw.decode())
-        assert done and events[-1]["error"]["type"] == "server_error"
+        ctx, chunks = await _call(organization, messages=HELLO, stream=True)
+        assert [chunk["error"]["type"] for chunk in chunks] == ["server_error"]
     else:
+        ctx = _context(organization)
+        request = ChatCompletionRequest.model_validate({"model": MODEL, "messages": HELLO})
         with pytest.raises(RuntimeError):
             await chat.create(request, ctx)
 
@@ -397,9 +389,9 @@ async def test_an_engine_error_mid_stream_ends_the_stream_and_the_hold(organizat
     failure = ProviderError("the engine failed", status=503, code="model_unavailable")
     engine.scripts = [[*script(["Hi"])[:1], failure]]
 
-    ctx, (events, done) = await _call(organization, messages=HELLO, stream=True)
+    ctx, chunks = await _call(organization, messages=HELLO, stream=True)
 
-    assert done and events[-1]["error"]["code"] == "model_unavailable"
+    assert chunks[-1]["error"]["code"] == "model_unavailable"
     record = await UsageRecord.objects.aget(request_id=ctx.request_id)
     assert (record.status, record.cost_micros) == (503, 0)
     account = await CreditAccount.objects.aget(organization=organization)
@@ -440,7 +432,7 @@ async def test_a_long_stream_keeps_its_hold_alive(organization, engine, settings
     extended = (await CreditHold.objects.aget(request_id=ctx.request_id)).expires_at
     assert (extended - first).total_seconds() >= 0.9
     # The stale-hold sweep at the first expiry finds nothing to release.
-    assert await sync_to_async(billing_services.holds_release_stale)(now=first) == 0
+    assert await sync_to_async(billing_holds.holds_release_stale)(now=first) == 0
 
     await calling
     hold = await CreditHold.objects.aget(request_id=ctx.request_id)

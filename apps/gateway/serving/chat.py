@@ -8,18 +8,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpResponseBase
-
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open, meter_precheck
 from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
+    ChunkStream,
+    Priced,
     end_user_of,
     merge_streams,
     output_limit_check,
-    priced_response,
     resolve_model,
     usage_body,
 )
@@ -28,8 +27,7 @@ from apps.gateway.serving.generation import (
     Tally,
     close_meter_safely,
     settled_on_failure,
-    sse_events,
-    streaming_response,
+    stream_started,
 )
 from apps.gateway.serving.logprobs import chat_logprobs
 from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
@@ -52,7 +50,7 @@ _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _TEMPLATE_TOKENS_PER_REQUEST = 64
 
 
-async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpResponseBase:
+async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     _reject_unsupported(request)
     end_user = end_user_of(request.user)
@@ -103,7 +101,7 @@ async def _respond(
     meter: Meter,
     tally: Tally,
     view: _ChunkView,
-) -> HttpResponseBase:
+) -> Priced | ChunkStream:
     entry, request = view.entry, view.request
     provider = provider_for(entry)
 
@@ -116,14 +114,13 @@ async def _respond(
         tool_stream(start, body, calling, answer) if calling else start(body) for body in bodies
     ]
     if request.stream:
-        events = sse_events(
+        return await stream_started(
             streams,
             meter,
             tally,
             convert=view.convert,
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
-        return await streaming_response(events)
     return await _collect(streams, meter, tally, view)
 
 
@@ -273,7 +270,7 @@ class _ChunkView:
 
 async def _collect(
     streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, tally: Tally, view: _ChunkView
-) -> HttpResponseBase:
+) -> Priced:
     choices = {
         index: _Assembled(top=view.request.top_logprobs or 0) for index in range(len(streams))
     }
@@ -294,7 +291,7 @@ async def _collect(
         ],
         "usage": usage_body(tally.prompt_tokens, tally.completion_tokens, cost),
     }
-    return priced_response(body, cost)
+    return Priced(body, cost)
 
 
 @dataclass

@@ -1,16 +1,15 @@
-"""What every serving module shares: the call context, model resolution, engine errors."""
+"""What every serving module shares: the call context, model resolution, engine errors, and
+what a call returns (`Priced` or a `ChunkStream`; views turn them into HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import JsonResponse
-
-from apps.billing.pricing import COST_HEADER, MICROS_PER_DOLLAR, cost_header_value
+from apps.billing.pricing import MICROS_PER_DOLLAR
 from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
 from apps.gateway import errors
@@ -125,11 +124,18 @@ def api_error_from(failure: ProviderError) -> errors.APIError:
     )
 
 
-def priced_response(body: dict[str, Any], cost_micros: int) -> JsonResponse:
-    """A JSON response carrying the call's charged cost in the `x-plugsky-cost` header."""
-    response = JsonResponse(body)
-    response[COST_HEADER] = cost_header_value(cost_micros)
-    return response
+@dataclass(frozen=True)
+class Priced:
+    """The body of a finished, non-streamed call and what it was charged (micro-dollars)."""
+
+    body: dict[str, Any]
+    cost_micros: int
+
+
+# The OpenAI chunks of a streamed call, its first already produced (see `generation`): closing it
+# early (a client gone) settles the call for what was generated. The usage chunk, when the
+# request asked for it, carries the charged cost.
+ChunkStream = AsyncGenerator[dict[str, Any], None]
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> dict[str, Any]:

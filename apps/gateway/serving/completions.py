@@ -7,18 +7,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpResponseBase
-
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
 from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, CompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
+    ChunkStream,
+    Priced,
     end_user_of,
     merge_streams,
     output_limit_check,
-    priced_response,
     resolve_model,
     usage_body,
 )
@@ -26,8 +25,7 @@ from apps.gateway.serving.generation import (
     Tally,
     close_meter_safely,
     settled_on_failure,
-    sse_events,
-    streaming_response,
+    stream_started,
 )
 from apps.gateway.serving.logprobs import LegacyLogprobs
 from apps.providers.registry import provider_for
@@ -41,7 +39,7 @@ EnginePrompt = str | list[int]
 MAX_CHOICES = MAX_EMBEDDING_INPUTS
 
 
-async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBase:
+async def create(request: CompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     prompts = _prompts(request)
     _reject_unsupported(request, prompts)
@@ -74,7 +72,7 @@ async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBa
 
 async def _respond(
     bodies: list[dict[str, Any]], meter: Meter, tally: Tally, view: _TextView
-) -> HttpResponseBase:
+) -> Priced | ChunkStream:
     entry, request = view.entry, view.request
     provider = provider_for(entry)
     # Seeded requests run on an isolated engine, so the same seed gives the same text.
@@ -82,14 +80,13 @@ async def _respond(
         provider.complete_stream(entry, body, isolated=request.seed is not None) for body in bodies
     ]
     if request.stream:
-        events = sse_events(
+        return await stream_started(
             streams,
             meter,
             tally,
             convert=view.convert,
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
-        return await streaming_response(events)
     return await _collect(streams, meter, tally, view)
 
 
@@ -238,7 +235,7 @@ def _text_of(choice: dict[str, Any]) -> str:
 
 async def _collect(
     streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, tally: Tally, view: _TextView
-) -> HttpResponseBase:
+) -> Priced:
     texts: dict[int, list[str]] = {index: [view.echo_for(index)] for index in range(len(streams))}
     finish: dict[int, str] = {}
     scores = [LegacyLogprobs(top=view.request.logprobs or 0) for _ in streams]
@@ -261,4 +258,4 @@ async def _collect(
     ]
     body = view.envelope(choices)
     body["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
-    return priced_response(body, cost)
+    return Priced(body, cost)

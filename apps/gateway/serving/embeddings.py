@@ -7,14 +7,13 @@ import unicodedata
 from typing import Any
 
 import numpy as np
-from django.http import HttpResponseBase
 
 from apps.billing.pricing import MICROS_PER_DOLLAR
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
 from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, EmbeddingRequest
-from apps.gateway.serving.common import CallContext, end_user_of, priced_response, resolve_model
+from apps.gateway.serving.common import CallContext, Priced, end_user_of, resolve_model
 from apps.gateway.serving.generation import Tally, close_meter_safely, settled_on_failure
 from apps.providers.registry import provider_for
 
@@ -32,7 +31,7 @@ EmbeddingInputs = list[str] | list[list[int]]
 _FRAMING_TOKENS = {"e5": len("passage: ") + 4 + 2, "minilm": 2}
 
 
-async def create(request: EmbeddingRequest, ctx: CallContext) -> HttpResponseBase:
+async def create(request: EmbeddingRequest, ctx: CallContext) -> Priced:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     inputs = _inputs(request)
     _check_dimensions(request, entry)
@@ -59,7 +58,7 @@ async def _respond(
     entry: CatalogEntry,
     meter: Meter,
     tally: Tally,
-) -> HttpResponseBase:
+) -> Priced:
     vectors, prompt_tokens = await provider_for(entry).embed(entry, inputs)
     tally.prompt_by_choice[0] = prompt_tokens
     cost = await close_meter_safely(meter, tally, status=200)
@@ -77,7 +76,7 @@ async def _respond(
             "cost": cost / MICROS_PER_DOLLAR,  # as on every response (see the README)
         },
     }
-    return priced_response(body, cost)
+    return Priced(body, cost)
 
 
 def _inputs(request: EmbeddingRequest) -> EmbeddingInputs:
