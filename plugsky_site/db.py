@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import connections
 
 P = ParamSpec("P")
@@ -28,4 +28,13 @@ def _call_and_release(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> 
 
 async def db_call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run the sync ORM function `fn` off the event loop; its connection is released after."""
+    if _caller_thread_waits():
+        return await sync_to_async(fn)(*args, **kwargs)
     return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, *args, **kwargs)
+
+
+def _caller_thread_waits() -> bool:
+    # A synchronous caller (async_to_sync in a Celery worker, Django's test client) is blocked on
+    # this coroutine: its thread owns the connection and any open transaction, so the work runs
+    # there, to see what that transaction wrote. Never the case under the ASGI server.
+    return getattr(AsyncToSync.executors, "current", None) is not None

@@ -26,8 +26,13 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 
 # API keys are stored as HMAC-SHA256 digests keyed by this pepper. Rotating it invalidates every
-# key, so it is separate from SECRET_KEY (which may rotate for sessions).
-API_KEY_PEPPER = env_str("API_KEY_PEPPER", SECRET_KEY)
+# key, so it is separate from SECRET_KEY (which may rotate for sessions): production needs its own.
+API_KEY_PEPPER = env_str("API_KEY_PEPPER")
+if IS_PRODUCTION and (not API_KEY_PEPPER or API_KEY_PEPPER == SECRET_KEY):
+    raise ImproperlyConfigured(
+        "API_KEY_PEPPER must be set, and differ from SECRET_KEY, when PLUGSKY_ENV=production"
+    )
+API_KEY_PEPPER = API_KEY_PEPPER or SECRET_KEY
 
 DEBUG = env_bool("DEBUG", not IS_PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if IS_PRODUCTION else ["*"])
@@ -56,6 +61,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: turns Django's own error pages for /v1 paths (disallowed Host, 404, 500) into JSON.
+    "apps.gateway.middleware.v1_error_envelope",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -89,12 +96,30 @@ TEMPLATES = [
 # `make run` and the test harness fill these in (plugsky_site/embedded.py) when they are unset.
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/plugsky")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# A pool per process bounds its PostgreSQL connections (web process: calls in flight share it;
+# plugsky_site.db.db_call hands a connection back as soon as its work is done). A caller that finds
+# none free waits up to DATABASE_POOL_TIMEOUT_S, then gets OperationalError: a 503 on /v1.
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASES["default"].get("OPTIONS", {}),
+    "pool": {
+        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 16),
+        "timeout": env_int("DATABASE_POOL_TIMEOUT_S", 5),
+        # Connections idle this long close, down to min_size: a quiet process holds few.
+        "max_idle": 60,
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The cache and the gateway's limits share one bounded pool per process (see redis_pool.py);
+# beyond REDIS_MAX_CONNECTIONS a caller waits up to REDIS_POOL_TIMEOUT_S, then gets a 503 on /v1.
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 32)
+REDIS_POOL_TIMEOUT_S = env_int("REDIS_POOL_TIMEOUT_S", 5)
+REDIS_SOCKET_TIMEOUT_S = env_int("REDIS_SOCKET_TIMEOUT_S", 5)
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "plugsky_site.redis_pool.SharedPoolRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "plugsky",
     }
@@ -198,6 +223,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 8 * 1024 * 1024)
 API_KEY_CACHE_TTL_S = env_int("API_KEY_CACHE_TTL_S", 60)
 API_KEY_LAST_USED_RESOLUTION_S = env_int("API_KEY_LAST_USED_RESOLUTION_S", 60)
 RATE_LIMIT_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)
+# Per API key: a call counts its prompt bound plus its maximum output when it is admitted.
+RATE_LIMIT_TOKENS_PER_MINUTE = env_int("RATE_LIMIT_TOKENS_PER_MINUTE", 1_000_000)
+# Admission: /v1 calls in flight per web process (over: 503) and per organization across every
+# process (over: 429). An organization slot left by a dead process expires after the TTL.
+GATEWAY_MAX_IN_FLIGHT = env_int("GATEWAY_MAX_IN_FLIGHT", 64)
+RATE_LIMIT_CONCURRENT_PER_ORG = env_int("RATE_LIMIT_CONCURRENT_PER_ORG", 32)
+RATE_LIMIT_CONCURRENT_SLOT_TTL_S = env_int("RATE_LIMIT_CONCURRENT_SLOT_TTL_S", 900)
 # Images in chat messages (vision): fetched over public http(s) only, within these limits.
 PLUGSKY_IMAGE_MAX_BYTES = env_int("PLUGSKY_IMAGE_MAX_BYTES", 10 * 1024 * 1024)
 PLUGSKY_IMAGE_FETCH_TIMEOUT_S = float(env_int("PLUGSKY_IMAGE_FETCH_TIMEOUT_S", 10))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from apps.accounts.models import Organization, Role, User
-from apps.accounts.services import membership_add, user_create
+from apps.accounts.services import membership_add
+from apps.onboarding.services import user_create
 
 
 def make_user(email: str, password: str = "correct horse battery staple") -> User:

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import redis
 from django.conf import settings
 from django.db import connection
@@ -21,13 +22,12 @@ def test_readyz_when_database_and_redis_answer(client, db):
     assert response.json()["checks"] == {"database": True, "redis": True, "engine": True}
 
 
-def test_readyz_is_503_when_redis_does_not_answer(client, db):
-    dead = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-        }
-    }
+@pytest.mark.parametrize(
+    "backend",
+    ["plugsky_site.redis_pool.SharedPoolRedisCache", "django.core.cache.backends.redis.RedisCache"],
+)
+def test_readyz_is_503_when_redis_does_not_answer(client, db, backend):
+    dead = {"default": {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:1/0"}}
     with override_settings(CACHES=dead):
         response = client.get("/readyz")
     assert response.status_code == 503

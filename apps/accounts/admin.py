@@ -3,7 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from apps.accounts.models import Invitation, Membership, Organization, User
-from apps.accounts.services import user_create
+from apps.onboarding.services import user_create
 
 
 class UserCreateForm(AdminUserCreationForm):
@@ -12,7 +12,7 @@ class UserCreateForm(AdminUserCreationForm):
         fields = ("email",)
 
     def save(self, commit: bool = True) -> User:
-        # Through the service, so the new user gets a personal organization like any other.
+        # Through onboarding, so the new user gets a personal organization and its trial.
         return user_create(
             email=self.cleaned_data["email"], password=self.cleaned_data.get("password1") or None
         )

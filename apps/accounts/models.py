@@ -11,7 +11,11 @@ from django.utils import timezone
 
 
 class UserManager(BaseUserManager["User"]):
-    """Creates users through the accounts service, so every user gets a personal organization."""
+    """Creates users through the accounts service, so every user gets a personal organization.
+
+    No trial credit here (accounts cannot reach billing): createsuperuser makes staff, and the
+    product's ways in (signup, the admin, create_api_key) go through apps.onboarding.
+    """
 
     def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
         from apps.accounts.services import user_create

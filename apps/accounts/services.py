@@ -1,8 +1,8 @@
 """Writes for accounts: users, signup and email verification, organizations, members, invitations.
 
-The trial rule: an organization receives its trial credit (once, see billing.trial_grant) as soon
-as it has a verified owner: at creation when the owner is already verified (users created by
-operators: create_api_key, the admin), otherwise when the owner clicks the link emailed at signup.
+Accounts is the lowest layer: it imports no other app. What follows from these writes in other
+apps is orchestrated above: the trial credit by apps.onboarding, revoking a removed member's keys
+by apps.dashboard.services.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from apps.accounts import emails
 from apps.accounts.models import Invitation, Membership, Organization, Role, User
-from apps.billing.services import trial_grant
 
 _VERIFY_SALT = "plugsky.accounts.verify-email"
 
@@ -86,10 +85,9 @@ def email_verification_send(*, user: User, base_url: str) -> None:
 
 
 def email_verify(*, token: str) -> User:
-    """Mark the token's user verified and grant the trial to the organizations they own.
+    """Mark the token's user verified (onboarding.email_verify adds their trial).
 
-    Raises ValidationError for a tampered, expired or outdated link. Running it twice is harmless:
-    the trial is unique per organization.
+    Raises ValidationError for a tampered, expired or outdated link. Running it twice is harmless.
     """
     try:
         payload = signing.loads(
@@ -106,15 +104,11 @@ def email_verify(*, token: str) -> User:
     return user
 
 
-@transaction.atomic
 def _email_mark_verified(user: User) -> None:
-    """The user owns their address: record it and grant the trial to the organizations they own."""
+    """The user owns their address: record it."""
     User.objects.filter(pk=user.pk, email_verified_at__isnull=True).update(
         email_verified_at=timezone.now()
     )
-    owned = Organization.objects.filter(memberships__user=user, memberships__role=Role.OWNER)
-    for organization in owned.order_by("pk"):
-        trial_grant(organization=organization)
     user.refresh_from_db(fields=["email_verified_at"])
 
 
@@ -123,11 +117,9 @@ def _email_mark_verified(user: User) -> None:
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User, is_personal: bool = False) -> Organization:
-    """Create an organization with its first owner; the trial comes once the owner is verified."""
+    """Create an organization with its first owner (onboarding adds the trial)."""
     organization = Organization.objects.create(name=name, is_personal=is_personal)
     Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
-    if owner.is_email_verified:
-        trial_grant(organization=organization)
     return organization
 
 
@@ -186,20 +178,15 @@ def membership_role_change(*, membership: Membership, role: Role, changed_by: Us
 def membership_remove(*, membership: Membership, removed_by: User) -> None:
     """Remove a member (managers), or leave (anyone but the last owner).
 
-    The API keys the person created in the organization are revoked with them: a key must not
-    outlive its creator's access.
+    The keys the person created are revoked by the caller, in the same transaction
+    (dashboard.services.membership_remove_with_keys): keys sit above accounts.
     """
-    from apps.keys.services import api_key_revoke  # keys depends on accounts, not the reverse
-
     organization = Organization.objects.select_for_update().get(pk=membership.organization_id)
     if membership.user_id != removed_by.pk:
         actor = _require_manager(removed_by, organization)
         _check_may_change(actor, membership, None)
     elif membership.role == Role.OWNER and _owners_after(membership, new_role=None) == 0:
         raise ValidationError("An organization needs at least one owner.", code="last_owner")
-    keys = organization.api_keys.filter(created_by_id=membership.user_id, revoked_at__isnull=True)
-    for api_key in keys:
-        api_key_revoke(api_key=api_key, revoked_by=None)
     membership.delete()
 
 

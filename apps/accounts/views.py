@@ -23,11 +23,10 @@ from apps.accounts.services import (
     InvitationInvalid,
     account_signup,
     email_verification_send,
-    email_verify,
-    invitation_accept,
     invitation_for_token,
 )
 from apps.accounts.throttle import email_throttle, login_throttles, signup_throttle
+from apps.onboarding.services import email_verify, invitation_accept
 from apps.site.public import client_ip, public_base_url
 
 _BACKEND = "django.contrib.auth.backends.ModelBackend"

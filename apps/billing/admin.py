@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from apps.billing.ledger import credit_adjust
 from apps.billing.models import (
     CreditAccount,
     CreditHold,
@@ -15,7 +16,6 @@ from apps.billing.models import (
     StripeEvent,
     TopUp,
 )
-from apps.billing.services import credit_adjust
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

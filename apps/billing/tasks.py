@@ -6,8 +6,9 @@ import logging
 
 from celery import shared_task
 
+from apps.billing.holds import holds_release_stale
+from apps.billing.notices import low_balance_notices_send
 from apps.billing.selectors import ledger_drifts
-from apps.billing.services import holds_release_stale, low_balance_notices_send
 
 logger = logging.getLogger(__name__)
 

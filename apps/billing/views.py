@@ -17,7 +17,7 @@ from apps.billing.errors import InvalidTopUpAmount, TopUpsNotConfigured
 from apps.billing.forms import TopUpForm
 from apps.billing.pricing import cents_to_micros, usd_display
 from apps.billing.selectors import credit_account_for, topup_presets_cents, topups_are_configured
-from apps.billing.services import stripe_event_handle, topup_checkout_start
+from apps.billing.topups import stripe_event_handle, topup_checkout_start
 from apps.dashboard.selectors import (
     ledger_for,
     overview_for,

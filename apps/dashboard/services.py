@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
-from apps.accounts.models import Organization, User
-from apps.billing.services import spend_limit_set
+from apps.accounts.models import Membership, Organization, User
+from apps.accounts.services import membership_remove
+from apps.billing.limits import spend_limit_set
 from apps.keys.models import APIKey
-from apps.keys.services import api_key_create
+from apps.keys.services import api_key_create, api_keys_revoke_created_by
 
 
 @transaction.atomic
@@ -33,3 +34,13 @@ def api_key_create_with_limits(
             organization=organization, api_key=api_key, monthly_limit_micros=monthly_limit_micros
         )
     return api_key, raw_key
+
+
+@transaction.atomic
+def membership_remove_with_keys(*, membership: Membership, removed_by: User) -> None:
+    """Remove a member (or let one leave) and revoke the keys they created, all or nothing.
+
+    A key must not outlive its creator's access to the organization.
+    """
+    membership_remove(membership=membership, removed_by=removed_by)
+    api_keys_revoke_created_by(organization=membership.organization, user=membership.user)

@@ -24,7 +24,6 @@ from apps.accounts.selectors import personal_organization_for
 from apps.accounts.services import (
     invitation_create,
     invitation_revoke,
-    membership_remove,
     membership_role_change,
     organization_rename,
 )
@@ -33,7 +32,7 @@ from apps.dashboard import selectors
 from apps.dashboard.access import SESSION_KEY, Scope, organization_view, scope_for
 from apps.dashboard.charts import chart_payload
 from apps.dashboard.forms import KeyCreateForm, UsageRangeForm
-from apps.dashboard.services import api_key_create_with_limits
+from apps.dashboard.services import api_key_create_with_limits, membership_remove_with_keys
 from apps.keys.services import api_key_revoke
 from apps.site.public import api_base_url, public_base_url
 from apps.usage.models import UsageRecord
@@ -294,7 +293,7 @@ def member_remove(request: HttpRequest, scope: Scope, membership_id: int) -> Htt
     if target is None:
         raise Http404("No such member.")
     try:
-        membership_remove(membership=target, removed_by=scope.user)
+        membership_remove_with_keys(membership=target, removed_by=scope.user)
     except ValidationError as error:
         return _organization_page(request, scope, status=400, error=error.messages[0])
     if target.user_id == scope.user.pk:

@@ -1,7 +1,10 @@
-"""The adapter every /v1 view goes through: method check, authentication, errors, headers.
+"""The adapter every /v1 view goes through: method check, admission, authentication, limits,
+errors, headers.
 
-Views stay thin: a handler receives an authenticated request and returns a response or raises
-APIError; this module turns everything else into OpenAI's envelope.
+Views stay thin: a handler receives an authenticated, admitted request and returns a response or
+raises APIError; this module turns everything else into OpenAI's envelope (an unavailable database
+or Redis into a 503 to retry, never a 500) and adds the `x-ratelimit-*` headers of every limit the
+request counted against, to errors too.
 """
 
 from __future__ import annotations
@@ -13,25 +16,21 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.gateway import errors
-from apps.gateway.ratelimit import rate_limit_take
-from apps.keys.authentication import InvalidAPIKey, KeyIdentity, authenticate_async
+from apps.gateway.admission import Admission
+from apps.gateway.ratelimit import rate_limit_take, request_limits
+from apps.keys.authentication import InvalidAPIKey, authenticate_async
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[HttpResponseBase]]
-
-
-class APIRequest(HttpRequest):
-    """A /v1 request after authentication (for type checkers; set by `endpoint`)."""
-
-    request_id: str
-    identity: KeyIdentity
 
 
 def new_request_id() -> str:
@@ -48,17 +47,18 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., Any]]:
             started = time.monotonic()
             request_id = new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
+            admission = Admission()
             try:
-                response = await _dispatch(handler, methods, request, *args, **kwargs)
-            except errors.APIError as error:
-                response = error.response()
-            except RequestDataTooBig:
-                response = errors.request_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE).response()
-            except Exception:
-                logger.exception("unhandled error in %s %s", request.method, request.path)
-                response = errors.internal_error().response()
+                with request_limits() as limits:
+                    response = await _respond(handler, methods, admission, request, *args, **kwargs)
+            except BaseException:  # cancelled: the client left before there was a response
+                await admission.release()
+                raise
+            for name, value in limits.headers().items():
+                response.setdefault(name, value)
             response["x-request-id"] = request_id
             response["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
+            await admission.release_when_done(response)
             return response
 
         return view
@@ -66,22 +66,55 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., Any]]:
     return decorate
 
 
+async def _respond(
+    handler: Handler,
+    methods: tuple[str, ...],
+    admission: Admission,
+    request: HttpRequest,
+    *args: Any,
+    **kwargs: Any,
+) -> HttpResponseBase:
+    try:
+        return await _dispatch(handler, methods, admission, request, *args, **kwargs)
+    except errors.APIError as error:
+        return error.response()
+    except RequestDataTooBig:
+        return errors.request_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE).response()
+    except (DatabaseOperationalError, redis.ConnectionError, redis.TimeoutError):
+        # A pool timeout or an unreachable database or Redis: the caller may retry.
+        logger.warning("backend unavailable in %s %s", request.method, request.path, exc_info=True)
+        return errors.service_unavailable(
+            "The server is temporarily unable to handle your request. Please retry shortly.",
+            retry_after_s=2,
+        ).response()
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return errors.internal_error().response()
+
+
 async def _dispatch(
-    handler: Handler, methods: tuple[str, ...], request: HttpRequest, *args: Any, **kwargs: Any
+    handler: Handler,
+    methods: tuple[str, ...],
+    admission: Admission,
+    request: HttpRequest,
+    *args: Any,
+    **kwargs: Any,
 ) -> HttpResponseBase:
     method = request.method or "GET"
     if method not in methods:
         raise errors.method_not_allowed(method, request.path, list(methods))
+    admission.take_process_slot()
     try:
         identity = await authenticate_async(request.headers.get("Authorization"))
     except InvalidAPIKey as failure:
         raise errors.invalid_api_key(str(failure)) from None
     request.identity = identity  # type: ignore[attr-defined]
-    allowance = await rate_limit_take(key_id=identity.key_id)
-    response = await handler(request, *args, **kwargs)
-    for name, value in allowance.headers().items():
-        response[name] = value
-    return response
+    await rate_limit_take(key_id=identity.key_id)
+    await admission.take_organization_slot(
+        organization_id=identity.organization_id,
+        slot_id=request.request_id,  # type: ignore[attr-defined]
+    )
+    return await handler(request, *args, **kwargs)
 
 
 @csrf_exempt

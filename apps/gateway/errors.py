@@ -90,3 +90,19 @@ def internal_error() -> APIError:
         type="server_error",
         code="internal_error",
     )
+
+
+def service_unavailable(message: str, *, retry_after_s: int) -> APIError:
+    """A 503 the caller should retry (the OpenAI SDKs do, honouring Retry-After)."""
+    return APIError(
+        message,
+        status=503,
+        type="server_error",
+        code="service_unavailable",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def rate_limit_exceeded(message: str, *, type: str, headers: dict[str, str]) -> APIError:
+    """OpenAI's 429 for a rate limit: `type` names the limit (requests, tokens)."""
+    return APIError(message, status=429, type=type, code="rate_limit_exceeded", headers=headers)

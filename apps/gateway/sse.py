@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -15,8 +15,20 @@ def event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def streaming_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
+def streaming_response(chunks: AsyncGenerator[dict[str, Any], None]) -> StreamingHttpResponse:
+    """A 200 SSE response of a serving stream's chunks, ended with `[DONE]`."""
+    response = StreamingHttpResponse(_events(chunks), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must flush every chunk
     return response
+
+
+async def _events(chunks: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield event(chunk)
+        yield DONE
+    finally:
+        # Closed early (a client gone, see apps.gateway.admission): close the serving stream now,
+        # so that it settles the call at once, for what was generated.
+        await chunks.aclose()

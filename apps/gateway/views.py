@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
+from apps.billing.pricing import COST_HEADER, cost_header_value
 from apps.catalog.selectors import catalog_model, catalog_models
-from apps.gateway import errors
+from apps.gateway import errors, sse
 from apps.gateway.endpoint import endpoint
 from apps.gateway.protocol import (
     ChatCompletionRequest,
@@ -14,7 +15,7 @@ from apps.gateway.protocol import (
     parse_body,
 )
 from apps.gateway.serving import chat, completions, embeddings
-from apps.gateway.serving.common import CallContext, model_access_check
+from apps.gateway.serving.common import CallContext, ChunkStream, Priced, model_access_check
 
 
 def _context(request: HttpRequest, model_id: str) -> CallContext:
@@ -25,6 +26,19 @@ def _context(request: HttpRequest, model_id: str) -> CallContext:
         organization_id=identity.organization_id,
         api_key_id=identity.key_id,
     )
+
+
+def _http_response(result: Priced | ChunkStream) -> HttpResponseBase:
+    """JSON with the charged cost in `x-plugsky-cost`, or the stream as server-sent events.
+
+    A stream stays a StreamingHttpResponse over its own iterator: the endpoint adapter wraps
+    that to give the call's admission slots back when the stream ends.
+    """
+    if isinstance(result, Priced):
+        response = JsonResponse(result.body)
+        response[COST_HEADER] = cost_header_value(result.cost_micros)
+        return response
+    return sse.streaming_response(result)
 
 
 @endpoint("GET")
@@ -45,17 +59,17 @@ async def model_retrieve(request: HttpRequest, model_id: str) -> HttpResponseBas
 
 @endpoint("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request.body, ChatCompletionRequest)
-    return await chat.create(body, _context(request, body.model))
+    body = parse_body(request.body, ChatCompletionRequest, content_type=request.content_type)
+    return _http_response(await chat.create(body, _context(request, body.model)))
 
 
 @endpoint("POST")
 async def legacy_completions(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request.body, CompletionRequest)
-    return await completions.create(body, _context(request, body.model))
+    body = parse_body(request.body, CompletionRequest, content_type=request.content_type)
+    return _http_response(await completions.create(body, _context(request, body.model)))
 
 
 @endpoint("POST")
 async def embeddings_create(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request.body, EmbeddingRequest)
-    return await embeddings.create(body, _context(request, body.model))
+    body = parse_body(request.body, EmbeddingRequest, content_type=request.content_type)
+    return _http_response(await embeddings.create(body, _context(request, body.model)))

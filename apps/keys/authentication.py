@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -18,6 +17,7 @@ from django.utils import timezone
 from apps.keys import secrets
 from apps.keys.cache import REVOKED, UNKNOWN, identity_cache_key, touched_cache_key
 from apps.keys.models import APIKey
+from plugsky_site.db import db_call
 
 _MISSING_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -106,4 +106,10 @@ def _touch(key_id: int, now: datetime) -> None:
         APIKey.objects.filter(pk=key_id).update(last_used_at=now)
 
 
-authenticate_async = sync_to_async(authenticate)
+async def authenticate_async(authorization: str | None) -> KeyIdentity:
+    """`authenticate` off the event loop, its database connection handed back as soon as it is done.
+
+    Under Django's ASGI handler a plain `sync_to_async` call would run on the request's own thread
+    and keep that thread's connection until the request ends (minutes, for a stream).
+    """
+    return await db_call(authenticate, authorization)

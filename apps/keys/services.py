@@ -79,3 +79,15 @@ def api_key_revoke(*, api_key: APIKey, revoked_by: User | None) -> None:
     # a handler that read the row just before the revoke cannot put the live key back.
     cache.set(identity_cache_key(api_key.digest), REVOKED, timeout=None)
     api_key.refresh_from_db(fields=["revoked_at"])
+
+
+def api_keys_revoke_created_by(*, organization: Organization, user: User) -> int:
+    """Revoke the live keys `user` created in `organization` (their access ended); how many."""
+    keys = APIKey.objects.filter(
+        organization=organization, created_by=user, revoked_at__isnull=True
+    ).order_by("pk")
+    revoked = 0
+    for api_key in keys:
+        api_key_revoke(api_key=api_key, revoked_by=None)
+        revoked += 1
+    return revoked

@@ -2,8 +2,8 @@
 
 A column's request goes through the gateway's own serving pipeline (`apps.gateway.serving.chat`)
 with a CallContext marked `is_tester` and no API key, so it is held, metered, billed to the
-organization and recorded in usage exactly as a /v1 call would be. Its server-sent events are
-parsed here and each token is sent over the Redis channel layer to the page's WebSocket consumer.
+organization and recorded in usage exactly as a /v1 call would be. Its stream of chunks is read
+here and each token is sent over the Redis channel layer to the page's WebSocket consumer.
 
 Events go with `channel_layer.send` to the consumer's own channel, not with `group_send`: a group
 send drops messages silently when the channel is full, a direct send raises ChannelFull, so a
@@ -14,10 +14,8 @@ gone away stops the generation like a departing API client.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,15 +24,14 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
-from pydantic import ValidationError
 
 from apps.accounts.models import Membership
 from apps.billing.pricing import usd_display
 from apps.gateway import errors
 from apps.gateway.endpoint import new_request_id
-from apps.gateway.protocol import ChatCompletionRequest
+from apps.gateway.protocol import ChatCompletionRequest, request_validate
 from apps.gateway.serving import chat
-from apps.gateway.serving.common import CallContext
+from apps.gateway.serving.common import MAX_USER_LENGTH, CallContext, ChunkStream, Priced
 from apps.usage.models import UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -84,11 +81,9 @@ def tester_request_validate(body: Any) -> dict[str, Any]:
     body.pop("max_completion_tokens", None)
     body["max_tokens"] = body.get("max_tokens") or DEFAULT_MAX_TOKENS
     try:
-        request = ChatCompletionRequest.model_validate(body)
-    except ValidationError as failure:
-        first = failure.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidTesterRequest(f"Invalid '{where}': {first['msg']}.") from None
+        request = request_validate(body, ChatCompletionRequest)  # the API's own checks and words
+    except errors.APIError as failure:
+        raise InvalidTesterRequest(failure.message) from None
     limit = settings.TESTER_MAX_OUTPUT_TOKENS
     if request.max_tokens and request.max_tokens > limit:
         raise InvalidTesterRequest(f"The tester allows at most {limit} output tokens.")
@@ -193,7 +188,9 @@ async def _column_run(column: Column, outbox: _Outbox) -> None:
     except InvalidTesterRequest as failure:
         outbox.put("error", message=str(failure))
         return
-    body["user"] = await _user_email(column)
+    # The signed-in member is the end user. An email (254 characters at most, stored in
+    # PostgreSQL, so free of NULs) always passes the `user` rule of every endpoint.
+    body["user"] = (await _user_email(column))[:MAX_USER_LENGTH]
     ctx = CallContext(
         request_id=new_request_id(),
         organization_id=column.organization_id,
@@ -202,19 +199,18 @@ async def _column_run(column: Column, outbox: _Outbox) -> None:
     )
     progress = _Progress()
     try:
-        response = await chat.create(ChatCompletionRequest.model_validate(body), ctx)
+        stream = await chat.create(ChatCompletionRequest.model_validate(body), ctx)
     except errors.APIError as failure:
         outbox.put("error", message=failure.message, code=failure.code, status=failure.status)
         return
+    assert not isinstance(stream, Priced)  # tester_request_validate always asks for a stream
     outbox.put("start", request_id=ctx.request_id, model=body["model"])
-    await _relay(response.streaming_content, column, outbox, progress)  # type: ignore[attr-defined]
+    await _relay(stream, column, outbox, progress)
     await _finish(ctx.request_id, outbox, progress)
 
 
-async def _relay(
-    stream: AsyncIterator[bytes], column: Column, outbox: _Outbox, progress: _Progress
-) -> None:
-    """Forward the stream's events; a stop (or a vanished page) cancels it like a departing client.
+async def _relay(stream: ChunkStream, column: Column, outbox: _Outbox, progress: _Progress) -> None:
+    """Forward the stream's chunks; a stop (or a vanished page) cancels it like a departing client.
 
     Cancelling the consuming task is exactly what the ASGI server does when a client disconnects
     mid-stream, so the gateway settles the call for the tokens generated until then.
@@ -239,32 +235,20 @@ async def _is_stopped(column: Column, outbox: _Outbox) -> bool:
     return outbox.is_gone or bool(await sync_to_async(cache.get)(_cancel_key(column.run_id)))
 
 
-async def _consume(stream: AsyncIterator[bytes], outbox: _Outbox, progress: _Progress) -> None:
-    async for payload in _sse_payloads(stream):
-        _forward(payload, outbox, progress)
+async def _consume(stream: ChunkStream, outbox: _Outbox, progress: _Progress) -> None:
+    try:
+        async for chunk in stream:
+            _forward(chunk, outbox, progress)
+    finally:
+        await stream.aclose()  # whatever ended the loop, the call is settled before we go on
 
 
-async def _sse_payloads(stream: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON events of an OpenAI-style SSE byte stream."""
-    buffer = b""
-    async for chunk in stream:
-        buffer += chunk
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            for line in frame.decode().splitlines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:") :].strip()
-                if data != "[DONE]":  # read on to the stream's own end, which closes it
-                    yield json.loads(data)
-
-
-def _forward(payload: dict[str, Any], outbox: _Outbox, progress: _Progress) -> None:
-    if "error" in payload:
-        progress.error = payload["error"]
-        outbox.put("error", message=payload["error"].get("message", "The model failed."))
+def _forward(chunk: dict[str, Any], outbox: _Outbox, progress: _Progress) -> None:
+    if "error" in chunk:  # the stream failed after its first chunk: its last chunk says why
+        progress.error = chunk["error"]
+        outbox.put("error", message=chunk["error"].get("message", "The model failed."))
         return
-    for choice in payload.get("choices") or []:
+    for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         if delta.get("content"):
             progress.first_token_at = progress.first_token_at or time.monotonic()

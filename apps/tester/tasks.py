@@ -11,9 +11,14 @@ from apps.tester.services import Column, column_run
 
 # A column is a live conversation with someone watching: it is never retried (a second attempt
 # would be billed as a second call) and is dropped when it waited too long to start.
+#
+# No Celery time limits: the worker runs `--pool threads`, which ignores them. A column is bounded
+# by what it runs instead: output capped at TESTER_MAX_OUTPUT_TOKENS, the providers' read
+# timeouts, the Stop button, and a page that stops reading (the outbox gives up, which cancels
+# the call like a departing client).
 QUEUE_EXPIRY_S = 120
 
 
-@shared_task(acks_late=False, ignore_result=True, soft_time_limit=600, time_limit=660)
+@shared_task(acks_late=False, ignore_result=True)
 def tester_column_run(payload: dict[str, Any]) -> None:
     async_to_sync(column_run)(Column(**payload))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Field, Sum
 
 from apps.usage.models import UsageDaily, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+# The positive integer columns: PostgreSQL's integer, and smallint for the status.
+_COUNT_MAXIMA = {
+    "prompt_tokens": 2**31 - 1,
+    "completion_tokens": 2**31 - 1,
+    "latency_ms": 2**31 - 1,
+    "status": 2**15 - 1,
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,32 @@ class CallOutcome:
 
 def usage_record_create(*, outcome: CallOutcome, cost_micros: int = 0) -> UsageRecord:
     """Record one call. The unique request id makes a second attempt fail, never double-count."""
-    return UsageRecord.objects.create(**asdict(outcome), cost_micros=cost_micros)
+    return UsageRecord.objects.create(**_storable(outcome), cost_micros=cost_micros)
+
+
+def _storable(outcome: CallOutcome) -> dict[str, Any]:
+    """The outcome's fields as its columns can take them, so settlement cannot fail on them.
+
+    The serving modules refuse a `user` PostgreSQL cannot store (over 256 characters, or with a
+    NUL) with a 400 before the model runs; this is the last line, for every text field: NULs
+    dropped, cut to the column's length, numbers kept within their columns.
+    """
+    fields = asdict(outcome)
+    for name, value in fields.items():
+        if isinstance(value, str):
+            max_length = _field_max_length(name)
+            fitted = value.replace("\x00", "")[:max_length]
+            if fitted != value:
+                logger.warning("call %s: %s cut to fit its column", outcome.request_id, name)
+            fields[name] = fitted
+    for name, largest in _COUNT_MAXIMA.items():
+        fields[name] = min(max(fields[name], 0), largest)
+    return fields
+
+
+def _field_max_length(name: str) -> int | None:
+    field = UsageRecord._meta.get_field(name)
+    return field.max_length if isinstance(field, Field) else None
 
 
 def usage_rollup_day(*, day: date) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 
 from apps.accounts.models import Organization
+from apps.billing.holds import credit_hold
+from apps.billing.ledger import credit_adjust
 from apps.billing.models import CreditAccount, LedgerEntry
-from apps.billing.services import credit_adjust, credit_hold
 from apps.usage.services import CallOutcome
 
 _request_ids = itertools.count(1)

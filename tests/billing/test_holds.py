@@ -3,10 +3,18 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.billing.errors import AlreadySettled, InsufficientCredit
+from apps.accounts.models import Organization
+from apps.billing.errors import AlreadySettled, InsufficientCredit, SpendLimitExceeded
+from apps.billing.holds import (
+    credit_hold_extend,
+    credit_precheck,
+    credit_release,
+    credit_settle,
+    holds_release_stale,
+)
+from apps.billing.limits import spend_limit_set
 from apps.billing.models import CreditHold, EntryKind, HoldStatus, LedgerEntry
 from apps.billing.selectors import ledger_drifts
-from apps.billing.services import credit_release, credit_settle, holds_release_stale
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import account, hold_for, outcome_for, set_balance
 
@@ -114,3 +122,49 @@ def test_releasing_a_settled_hold_does_nothing(organization):
     assert credit_release(hold=hold) is False
     assert account(organization).held_micros == 0
     assert CreditHold.objects.get(pk=hold.pk).status == HoldStatus.SETTLED
+
+
+def test_a_precheck_refuses_what_a_hold_would_refuse_and_reserves_nothing(organization):
+    set_balance(organization, 1_000)
+    hold_for(organization, 600)
+    credit_precheck(organization_id=organization.pk, api_key_id=None, amount_micros=400)
+    with pytest.raises(InsufficientCredit) as refusal:
+        credit_precheck(organization_id=organization.pk, api_key_id=None, amount_micros=401)
+    assert (refusal.value.needed_micros, refusal.value.available_micros) == (401, 400)
+    assert account(organization).held_micros == 600
+    assert CreditHold.objects.count() == 1
+
+
+def test_a_precheck_names_the_spend_limit_a_hold_would_exceed(organization, api_key):
+    key, _ = api_key
+    spend_limit_set(organization=organization, api_key=key, monthly_limit_micros=500)
+    hold_for(organization, 300, api_key_id=key.pk)
+    credit_precheck(organization_id=organization.pk, api_key_id=key.pk, amount_micros=200)
+    credit_precheck(organization_id=organization.pk, api_key_id=None, amount_micros=900)
+    with pytest.raises(SpendLimitExceeded) as refusal:
+        credit_precheck(organization_id=organization.pk, api_key_id=key.pk, amount_micros=201)
+    assert refusal.value.is_key_limit
+    assert (refusal.value.limit_micros, refusal.value.committed_micros) == (500, 300)
+
+    spend_limit_set(organization=organization, monthly_limit_micros=100)
+    with pytest.raises(SpendLimitExceeded) as refusal:
+        credit_precheck(organization_id=organization.pk, api_key_id=key.pk, amount_micros=201)
+    assert not refusal.value.is_key_limit  # the organization's first, as holds check them
+
+
+def test_an_organization_without_an_account_fails_the_precheck(db):
+    organization = Organization.objects.create(name="no account")
+    with pytest.raises(InsufficientCredit):
+        credit_precheck(organization_id=organization.pk, api_key_id=None, amount_micros=1)
+
+
+def test_extending_a_hold_moves_only_an_active_holds_expiry(organization):
+    hold = hold_for(organization, 700)
+    assert credit_hold_extend(hold=hold, ttl_s=3_600) is True
+    expires_at = CreditHold.objects.get(pk=hold.pk).expires_at
+    assert expires_at > timezone.now() + timedelta(seconds=3_500)
+    assert holds_release_stale(now=hold.expires_at + timedelta(seconds=1)) == 0
+
+    credit_settle(hold=hold, outcome=outcome_for(hold.request_id, organization), cost_micros=5)
+    assert credit_hold_extend(hold=hold, ttl_s=7_200) is False
+    assert CreditHold.objects.get(pk=hold.pk).expires_at == expires_at

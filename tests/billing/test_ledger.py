@@ -6,11 +6,11 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from apps.accounts.services import organization_create
+from apps.billing.ledger import credit_adjust, ledger_entry_create, trial_grant
 from apps.billing.models import CreditAccount, EntryKind, LedgerEntry
 from apps.billing.selectors import ledger_drifts
-from apps.billing.services import credit_adjust, ledger_entry_create, trial_grant
 from apps.billing.tasks import billing_reconcile
+from apps.onboarding.services import organization_create
 from tests.billing.helpers import account, hold_for, ledger_sum
 
 

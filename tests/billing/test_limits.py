@@ -5,14 +5,10 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from apps.billing.errors import SpendLimitExceeded
+from apps.billing.holds import credit_settle, holds_release_stale
+from apps.billing.limits import spend_limit_remove, spend_limit_set
 from apps.billing.models import SpendLimit
 from apps.billing.selectors import month_start
-from apps.billing.services import (
-    credit_settle,
-    holds_release_stale,
-    spend_limit_remove,
-    spend_limit_set,
-)
 from apps.keys.services import api_key_create
 from apps.usage.models import UsageRecord
 from apps.usage.services import usage_record_create

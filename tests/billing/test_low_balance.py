@@ -2,7 +2,7 @@ import pytest
 
 from apps.accounts.models import Role
 from apps.billing.models import CreditAccount
-from apps.billing.services import low_balance_notices_send
+from apps.billing.notices import low_balance_notices_send
 from apps.billing.tasks import billing_low_balance_notify
 from tests.billing.helpers import set_balance
 from tests.factories import make_member

@@ -1,15 +1,21 @@
 """The gateway's hook: meter_open holds credit, meter_close settles it (driven synchronously)."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 
+from apps.billing.limits import spend_limit_set
 from apps.billing.models import CreditHold, EntryKind, LedgerEntry
 from apps.billing.pricing import cost_header_value
-from apps.billing.services import spend_limit_set
 from apps.gateway.errors import APIError
 from apps.gateway.metering import meter_close, meter_open
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import account, new_request_id, set_balance
+
+# The meter's database work runs in worker threads (plugsky_site.db.db_call), on connections
+# of their own: the test's data must be committed for them to see it.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def open_meter(organization, entry, *, api_key_id=None, prompt=100, max_completion=400):  # type: ignore[no-untyped-def]
@@ -145,3 +151,29 @@ def test_a_key_spend_limit_gives_a_429_naming_the_key(organization, api_key, pri
     )
     open_meter(organization, priced_entry, api_key_id=None)  # other traffic is not limited
     assert account(organization).held_micros == 900
+
+
+def test_a_count_above_the_meters_bounds_is_logged(organization, priced_entry, caplog):
+    meter = open_meter(organization, priced_entry, prompt=10, max_completion=10)
+    # 11 + 2 * 9 = 29 µ$ fits the hold of 30, but the prompt bound was wrong: said all the same.
+    assert close_meter(meter, prompt_tokens=11, completion_tokens=9, status=200) == 29
+    assert f"call {meter.request_id} (chat.completions on test-priced) used 11" in caplog.text
+    assert "above its bounds of 10 + 10" in caplog.text
+    assert "above its hold" not in caplog.text
+
+
+async def test_a_closed_meter_stops_keeping_its_hold_alive(organization, priced_entry):
+    meter = await meter_open(
+        request_id=new_request_id(),
+        organization_id=organization.pk,
+        api_key_id=None,
+        endpoint="chat.completions",
+        entry=priced_entry,
+        max_prompt_tokens=1,
+        max_completion_tokens=1,
+        is_stream=False,
+    )
+    assert meter.keeper is not None and not meter.keeper.done()
+    await meter_close(meter, prompt_tokens=1, completion_tokens=1, status=200)
+    await asyncio.sleep(0)
+    assert meter.keeper.cancelled()

@@ -5,7 +5,7 @@ import pytest
 import stripe
 
 from apps.billing.models import EntryKind, LedgerEntry, StripeEvent, TopUp, TopUpStatus
-from apps.billing.services import stripe_event_handle, topup_complete
+from apps.billing.topups import stripe_event_handle, topup_complete
 from tests.billing.fake_stripe import FakeStripeHTTP, event, signed
 from tests.billing.helpers import account
 from tests.factories import make_member
@@ -338,7 +338,7 @@ def test_an_event_whose_handling_fails_is_not_stored_so_stripes_retry_works(
 
     body = session_completed(open_topup)
     with monkeypatch.context() as patch, pytest.raises(RuntimeError):
-        patch.setattr("apps.billing.services.topup_complete", broken)
+        patch.setattr("apps.billing.topups.topup_complete", broken)
         stripe_event_handle(event=body)
     assert not StripeEvent.objects.exists()
 

@@ -14,8 +14,8 @@ def live_server_url(django_db_setup, django_db_blocker):  # type: ignore[no-unty
 def live_key(transactional_db):  # type: ignore[no-untyped-def]
     """A committed organization and key the live server can see: (organization, full key)."""
     from apps.accounts.selectors import personal_organization_for
-    from apps.accounts.services import user_create
     from apps.keys.services import api_key_create
+    from apps.onboarding.services import user_create
 
     user = user_create(email="live@example.com", password="correct horse battery staple")
     organization = personal_organization_for(user=user)

@@ -93,3 +93,31 @@ def test_last_used_is_recorded_without_a_write_per_request(
         for _ in range(5):
             assert _get_models(client, f"Bearer {raw_key}").status_code == 200
     assert APIKey.objects.get(pk=row.pk).last_used_at == first_use
+
+
+def _spy_on_db_call(monkeypatch):
+    from plugsky_site.db import db_call
+
+    calls = []
+
+    async def spy(fn, /, *args, **kwargs):
+        calls.append(fn.__name__)
+        return await db_call(fn, *args, **kwargs)
+
+    monkeypatch.setattr("apps.keys.authentication.db_call", spy)
+    return calls
+
+
+async def test_under_asgi_the_lookup_hands_its_connection_back_at_once(live_key, monkeypatch):
+    from apps.keys.authentication import authenticate_async
+
+    organization, raw_key = live_key
+    calls = _spy_on_db_call(monkeypatch)
+    identity = await authenticate_async(f"Bearer {raw_key}")
+    assert identity.organization_id == organization.pk
+    assert calls == ["authenticate"]
+
+
+def test_under_the_test_client_the_lookup_sees_the_test_transaction(client, api_key):
+    _, raw_key = api_key  # written in the test's transaction, visible only on its connection
+    assert _get_models(client, f"Bearer {raw_key}").status_code == 200

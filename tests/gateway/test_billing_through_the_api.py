@@ -4,9 +4,9 @@ import time
 
 import pytest
 
+from apps.billing.ledger import credit_adjust
 from apps.billing.models import CreditAccount, LedgerEntry
 from apps.billing.pricing import call_cost_micros, cost_header_value
-from apps.billing.services import credit_adjust
 from apps.catalog.selectors import catalog_model
 from apps.usage.models import UsageRecord
 from tests.sse import parse_events

@@ -5,6 +5,7 @@ import time
 import httpx
 import pytest
 
+from apps.billing.models import CreditAccount, CreditHold, HoldStatus
 from apps.usage.models import UsageRecord
 
 pytestmark = pytest.mark.xdist_group("live")
@@ -21,7 +22,7 @@ def _wait_for_record(request_id: str, timeout_s: float = 20) -> UsageRecord:
 
 
 def test_disconnect_mid_stream_stops_generation_and_records_what_ran(live_server_url, live_key):
-    _, raw_key = live_key
+    organization, raw_key = live_key
     body = {
         "model": "plugsky-nano",
         "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
@@ -45,3 +46,6 @@ def test_disconnect_mid_stream_stops_generation_and_records_what_ran(live_server
     # Generation stopped soon after the client left, far short of max_tokens.
     assert 8 <= record.completion_tokens < 400
     assert record.prompt_tokens > 0
+    # Its hold was settled with it, not left to expire.
+    assert CreditHold.objects.get(request_id=request_id).status == HoldStatus.SETTLED
+    assert CreditAccount.objects.get(organization=organization).held_micros == 0

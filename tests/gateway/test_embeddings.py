@@ -3,6 +3,7 @@ import base64
 import numpy as np
 import pytest
 
+from apps.billing.pricing import cost_header_value
 from apps.usage.models import UsageRecord
 from tests.openapi import validate_response
 
@@ -28,6 +29,8 @@ def test_embeddings_match_the_spec_and_mean_something(api, model):
     record = UsageRecord.objects.get(request_id=response.headers["x-request-id"])
     assert record.prompt_tokens == body["usage"]["prompt_tokens"]
     assert record.completion_tokens == 0
+    assert response.headers["x-plugsky-cost"] == cost_header_value(record.cost_micros)
+    assert body["usage"]["cost"] == record.cost_micros / 1_000_000
 
 
 def test_base64_is_little_endian_float32_of_the_same_vector(api):
@@ -70,3 +73,22 @@ def test_invalid_embedding_requests(api, body, status, param):
     response = api.post("/embeddings", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["param"] == param
+
+
+BOUND_CASES = ["a", " ", "a b c d e f", "x" * 300, "Ünïcödé ✓ — ﬁne", "ﷺ", "㌀㍻", "\x00", "日本語"]
+
+
+@pytest.mark.parametrize(
+    ("model", "embedder_class"),
+    [("plugsky-embed", "E5Embedder"), ("plugsky-embed-minilm", "MiniLMEmbedder")],
+)
+def test_the_hold_bound_of_an_input_is_at_least_what_the_model_counts(model, embedder_class):
+    from apps.catalog.selectors import catalog_model
+    from apps.gateway.serving.embeddings import _token_bound
+    from apps.providers import local
+
+    entry = catalog_model(model)
+    embedder = getattr(local, embedder_class)()
+    for text in BOUND_CASES:
+        counted = embedder.count_tokens(text.replace("\x00", " "))
+        assert counted <= _token_bound(text, entry), text

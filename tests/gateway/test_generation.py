@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from apps.gateway.errors import APIError
 from apps.gateway.serving.generation import Tally, _failure_outcome
 from apps.providers.errors import ProviderError
 
@@ -34,6 +35,7 @@ def test_final_usage_replaces_the_running_count():
         (asyncio.CancelledError(), (499, "client_disconnected", True)),
         (GeneratorExit(), (499, "client_disconnected", True)),
         (RuntimeError("bug"), (500, "internal_error", False)),
+        (APIError("no", status=400, code="invalid_value"), (400, "invalid_value", False)),
     ],
 )  # fmt: skip
 def test_an_unfinished_call_is_settled_by_how_it_ended(failure, outcome):

@@ -65,7 +65,7 @@ async def test_tokens_stream_and_the_call_is_billed_as_tester_traffic(organizati
 
 
 async def test_without_credit_the_column_shows_the_quota_error(organization, owner, events):
-    from apps.billing.services import credit_adjust
+    from apps.billing.ledger import credit_adjust
 
     await sync_to_async(credit_adjust)(
         organization=organization, amount_micros=-5_000_000, description="spent"

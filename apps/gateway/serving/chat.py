@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpResponseBase
-
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
-from apps.gateway.metering import Meter, meter_open
+from apps.gateway.metering import Meter, meter_open, meter_precheck
 from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
-    api_error_from,
+    ChunkStream,
+    Priced,
+    end_user_of,
     merge_streams,
-    priced_response,
+    output_limit_check,
     resolve_model,
     usage_body,
 )
@@ -26,9 +26,8 @@ from apps.gateway.serving.content import message_texts
 from apps.gateway.serving.generation import (
     Tally,
     close_meter_safely,
-    settle_failure,
-    sse_events,
-    streaming_response,
+    settled_on_failure,
+    stream_started,
 )
 from apps.gateway.serving.logprobs import chat_logprobs
 from apps.gateway.serving.structured import JsonAnswer, json_answer, lark
@@ -39,7 +38,6 @@ from apps.gateway.serving.tools import (
     tool_plan,
     tool_stream,
 )
-from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
 
 logger = logging.getLogger(__name__)
@@ -52,15 +50,31 @@ _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _TEMPLATE_TOKENS_PER_REQUEST = 64
 
 
-async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpResponseBase:
+async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     _reject_unsupported(request)
+    end_user = end_user_of(request.user)
+    max_output = output_limit_check(request.output_limit, entry, param=_limit_param(request))
     check_tool_messages(request.messages)
+    if _is_costly_to_prepare(request):
+        # Images are fetched and read, grammars compiled, only for an organization with credit
+        # for at least the output part of the hold that follows.
+        await meter_precheck(
+            organization_id=ctx.organization_id,
+            api_key_id=ctx.api_key_id,
+            entry=entry,
+            max_prompt_tokens=0,
+            max_completion_tokens=max_output * request.n,
+        )
     plan = tool_plan(request)
     answer = json_answer(request.response_format)
     texts = await message_texts(request.messages, entry)
     messages = render_conversation(request.messages, texts, plan)
-    max_output = min(request.output_limit or entry.context_length, entry.context_length)
+    grammar = _grammar(plan, answer)
+    bodies = [
+        _engine_body(request, messages, choice, grammar=grammar, max_output=max_output)
+        for choice in range(request.n)
+    ]
     meter = await meter_open(
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
@@ -68,38 +82,60 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> HttpRespon
         endpoint=ENDPOINT,
         entry=entry,
         max_prompt_tokens=min(_prompt_token_bound(messages), entry.context_length),
+        # Each choice is capped at max_output by the engine, a tool-call retry included.
         max_completion_tokens=max_output * request.n,
         is_stream=bool(request.stream),
-        end_user=request.user or "",
+        end_user=end_user,
         is_tester=ctx.is_tester,
     )
+    tally = Tally(samples_per_prompt=request.n)
+    view = _ChunkView(ctx=ctx, entry=entry, request=request)
+    work = _respond(bodies, plan, answer, meter, tally, view)
+    return await settled_on_failure(meter, tally, work)
+
+
+async def _respond(
+    bodies: list[dict[str, Any]],
+    plan: ToolPlan | None,
+    answer: JsonAnswer | None,
+    meter: Meter,
+    tally: Tally,
+    view: _ChunkView,
+) -> Priced | ChunkStream:
+    entry, request = view.entry, view.request
     provider = provider_for(entry)
 
     def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         # Seeded requests run on an isolated engine, so the same seed gives the same text.
         return provider.chat_stream(entry, body, isolated=request.seed is not None)
 
-    streams = []
-    for choice in range(request.n):
-        grammar = _grammar(plan, answer)
-        body = _engine_body(
-            request, messages, choice, grammar=grammar, context_length=entry.context_length
-        )
-        if plan is not None and plan.mode != "none":
-            streams.append(tool_stream(start, body, plan, answer))
-        else:
-            streams.append(start(body))
-    view = _ChunkView(ctx=ctx, entry=entry, request=request)
+    calling = plan if plan is not None and plan.mode != "none" else None
+    streams = [
+        tool_stream(start, body, calling, answer) if calling else start(body) for body in bodies
+    ]
     if request.stream:
-        events = sse_events(
+        return await stream_started(
             streams,
             meter,
-            Tally(samples_per_prompt=request.n),
+            tally,
             convert=view.convert,
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
-        return await streaming_response(events)
-    return await _collect(streams, meter, view)
+    return await _collect(streams, meter, tally, view)
+
+
+def _limit_param(request: ChatCompletionRequest) -> str:
+    return "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+
+
+def _is_costly_to_prepare(request: ChatCompletionRequest) -> bool:
+    """Images to fetch and read, or grammars to compile: worth a credit check first."""
+    has_images = any(
+        isinstance(message.content, list) and any(part.type != "text" for part in message.content)
+        for message in request.messages
+    )
+    format_type = request.response_format.type if request.response_format else "text"
+    return has_images or bool(request.tools) or format_type != "text"
 
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
@@ -136,10 +172,12 @@ def _engine_body(
     choice: int,
     *,
     grammar: str | None,
-    context_length: int,
+    max_output: int,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "messages": messages,
+        # Always explicit, so the engine can never generate more than the hold covers.
+        "max_tokens": max_output,
         "stream": True,
         "stream_options": {"include_usage": True},
         "timings_per_token": True,  # exact token counts with every chunk
@@ -149,8 +187,6 @@ def _engine_body(
         "top_k": 0,
         "min_p": 0.0,
     }
-    if request.output_limit is not None:
-        body["max_tokens"] = request.output_limit
     if request.stop is not None:
         body["stop"] = request.stop_list
     if request.seed is not None:
@@ -159,7 +195,7 @@ def _engine_body(
         body["presence_penalty"] = request.presence_penalty or 0.0
         body["frequency_penalty"] = request.frequency_penalty or 0.0
         # Over the whole output, as OpenAI applies them (llama.cpp's default window is 64).
-        body["repeat_last_n"] = request.output_limit or context_length
+        body["repeat_last_n"] = max_output
     if grammar is not None:
         body["grammar"] = grammar
     if request.logprobs:
@@ -233,22 +269,15 @@ class _ChunkView:
 
 
 async def _collect(
-    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _ChunkView
-) -> HttpResponseBase:
-    tally = Tally(samples_per_prompt=view.request.n)
+    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, tally: Tally, view: _ChunkView
+) -> Priced:
     choices = {
         index: _Assembled(top=view.request.top_logprobs or 0) for index in range(len(streams))
     }
-    try:
-        async for index, chunk in merge_streams(streams):
-            tally.observe(index, chunk)
-            for choice in chunk.get("choices") or []:
-                choices[index].add(choice)
-    except BaseException as failure:
-        await settle_failure(meter, tally, failure)
-        if isinstance(failure, ProviderError):
-            raise api_error_from(failure) from None
-        raise
+    async for index, chunk in merge_streams(streams):
+        tally.observe(index, chunk)
+        for choice in chunk.get("choices") or []:
+            choices[index].add(choice)
     cost = await close_meter_safely(meter, tally, status=200)
     body = {
         "id": view.completion_id,
@@ -262,7 +291,7 @@ async def _collect(
         ],
         "usage": usage_body(tally.prompt_tokens, tally.completion_tokens, cost),
     }
-    return priced_response(body, cost)
+    return Priced(body, cost)
 
 
 @dataclass
@@ -301,7 +330,7 @@ class _Assembled:
             return self.tool_calls
         try:
             json.loads(self.tool_calls[-1]["function"]["arguments"])
-        except ValueError:
+        except (ValueError, RecursionError):  # cut off, or nested past the parser's stack
             return self.tool_calls[:-1]
         return self.tool_calls
 

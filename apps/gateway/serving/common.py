@@ -1,16 +1,15 @@
-"""What every serving module shares: the call context, model resolution, engine errors."""
+"""What every serving module shares: the call context, model resolution, engine errors, and
+what a call returns (`Priced` or a `ChunkStream`; views turn them into HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import JsonResponse
-
-from apps.billing.pricing import COST_HEADER, MICROS_PER_DOLLAR, cost_header_value
+from apps.billing.pricing import MICROS_PER_DOLLAR
 from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
 from apps.gateway import errors
@@ -22,6 +21,7 @@ _KIND_ENDPOINTS = {
     Kind.COMPLETION: {"completions"},
     Kind.EMBEDDING: {"embeddings"},
 }
+MAX_USER_LENGTH = 256
 _ENDPOINT_PATHS = {
     "chat.completions": "v1/chat/completions",
     "completions": "v1/completions",
@@ -73,6 +73,47 @@ def model_access_check(model_id: str, *, identity: KeyIdentity) -> None:
     )
 
 
+def end_user_of(user: str | None) -> str:
+    """The request's `user` as it is recorded, or a 400 if it cannot be recorded as sent.
+
+    The same rule on every endpoint: at most MAX_USER_LENGTH characters (OpenAI's limit, and
+    UsageRecord.end_user's column), and no NUL, which PostgreSQL cannot store in text. Refused
+    rather than altered: the customer matches our usage records to their users by this id.
+    """
+    if user is None:
+        return ""
+    if len(user) > MAX_USER_LENGTH:
+        raise errors.invalid_value(
+            f"Invalid 'user': string should have at most {MAX_USER_LENGTH} characters.",
+            param="user",
+            code="invalid_value",
+        )
+    if "\x00" in user:
+        raise errors.invalid_value(
+            "Invalid 'user': the string must not contain NUL characters (\\u0000).",
+            param="user",
+            code="invalid_value",
+        )
+    return user
+
+
+def output_limit_check(limit: int | None, entry: CatalogEntry, *, param: str) -> int:
+    """The most tokens one choice may generate: `limit`, or the whole context window.
+
+    A limit above the context window is a 400, as OpenAI answers it, not silently lowered.
+    """
+    if limit is None:
+        return entry.context_length
+    if limit > entry.context_length:
+        raise errors.invalid_value(
+            f"{param} is too large: {limit}. This model supports at most "
+            f"{entry.context_length} completion tokens, whereas you provided {limit}.",
+            param=param,
+            code="invalid_value",
+        )
+    return limit
+
+
 def api_error_from(failure: ProviderError) -> errors.APIError:
     return errors.APIError(
         failure.message,
@@ -83,11 +124,18 @@ def api_error_from(failure: ProviderError) -> errors.APIError:
     )
 
 
-def priced_response(body: dict[str, Any], cost_micros: int) -> JsonResponse:
-    """A JSON response carrying the call's charged cost in the `x-plugsky-cost` header."""
-    response = JsonResponse(body)
-    response[COST_HEADER] = cost_header_value(cost_micros)
-    return response
+@dataclass(frozen=True)
+class Priced:
+    """The body of a finished, non-streamed call and what it was charged (micro-dollars)."""
+
+    body: dict[str, Any]
+    cost_micros: int
+
+
+# The OpenAI chunks of a streamed call, its first already produced (see `generation`): closing it
+# early (a client gone) settles the call for what was generated. The usage chunk, when the
+# request asked for it, carries the charged cost.
+ChunkStream = AsyncGenerator[dict[str, Any], None]
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> dict[str, Any]:

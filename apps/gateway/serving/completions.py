@@ -7,77 +7,87 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpResponseBase
-
 from apps.catalog.entries import CatalogEntry
 from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
-from apps.gateway.protocol import CompletionRequest
+from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, CompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
-    api_error_from,
+    ChunkStream,
+    Priced,
+    end_user_of,
     merge_streams,
-    priced_response,
+    output_limit_check,
     resolve_model,
     usage_body,
 )
 from apps.gateway.serving.generation import (
     Tally,
     close_meter_safely,
-    settle_failure,
-    sse_events,
-    streaming_response,
+    settled_on_failure,
+    stream_started,
 )
 from apps.gateway.serving.logprobs import LegacyLogprobs
-from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "completions"
 EnginePrompt = str | list[int]
+# Prompts times n per call, as OpenAI caps the inputs of an embeddings call (MAX_EMBEDDING_INPUTS):
+# every choice is an engine job and its share of the hold.
+MAX_CHOICES = MAX_EMBEDDING_INPUTS
 
 
-async def create(request: CompletionRequest, ctx: CallContext) -> HttpResponseBase:
+async def create(request: CompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     prompts = _prompts(request)
     _reject_unsupported(request, prompts)
-    max_output = min(request.max_tokens or 16, entry.context_length)
+    end_user = end_user_of(request.user)
+    max_output = output_limit_check(request.max_tokens or 16, entry, param="max_tokens")
+    # Choice i*n + j is sample j of prompt i, as OpenAI numbers them.
+    bodies = [
+        _engine_body(request, prompt, sample, max_output=max_output)
+        for prompt in prompts
+        for sample in range(request.n)
+    ]
     meter = await meter_open(
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
         api_key_id=ctx.api_key_id,
         endpoint=ENDPOINT,
         entry=entry,
-        max_prompt_tokens=min(sum(_token_bound(p) for p in prompts), entry.context_length),
-        max_completion_tokens=max_output * request.n * len(prompts),
+        # Each prompt fits the context window on its own (a longer one fails, unbilled); the
+        # call processes all of them, each counted once however many samples it has.
+        max_prompt_tokens=sum(min(_token_bound(p), entry.context_length) for p in prompts),
+        max_completion_tokens=max_output * len(bodies),
         is_stream=bool(request.stream),
-        end_user=request.user or "",
+        end_user=end_user,
         is_tester=ctx.is_tester,
     )
-    # Choice i*n + j is sample j of prompt i, as OpenAI numbers them.
-    provider = provider_for(entry)
-
-    def start(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        # Seeded requests run on an isolated engine, so the same seed gives the same text.
-        return provider.complete_stream(entry, body, isolated=request.seed is not None)
-
-    streams = [
-        start(_engine_body(request, prompt, sample, context_length=entry.context_length))
-        for prompt in prompts
-        for sample in range(request.n)
-    ]
+    tally = Tally(samples_per_prompt=request.n)
     view = _TextView(ctx=ctx, entry=entry, request=request, prompts=prompts)
+    return await settled_on_failure(meter, tally, _respond(bodies, meter, tally, view))
+
+
+async def _respond(
+    bodies: list[dict[str, Any]], meter: Meter, tally: Tally, view: _TextView
+) -> Priced | ChunkStream:
+    entry, request = view.entry, view.request
+    provider = provider_for(entry)
+    # Seeded requests run on an isolated engine, so the same seed gives the same text.
+    streams = [
+        provider.complete_stream(entry, body, isolated=request.seed is not None) for body in bodies
+    ]
     if request.stream:
-        events = sse_events(
+        return await stream_started(
             streams,
             meter,
-            Tally(samples_per_prompt=request.n),
+            tally,
             convert=view.convert,
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
-        return await streaming_response(events)
-    return await _collect(streams, meter, view)
+    return await _collect(streams, meter, tally, view)
 
 
 def _prompts(request: CompletionRequest) -> list[EnginePrompt]:
@@ -102,6 +112,12 @@ def _reject_unsupported(request: CompletionRequest, prompts: list[EnginePrompt])
         )
     if request.max_tokens == 0:
         raise errors.invalid_value("'max_tokens' must be at least 1.", param="max_tokens")
+    if len(prompts) * request.n > MAX_CHOICES:
+        raise errors.invalid_value(
+            f"This request asks for {len(prompts) * request.n} choices ({len(prompts)} prompts, "
+            f"n={request.n}); at most {MAX_CHOICES} prompts times n are allowed per request.",
+            param="prompt",
+        )
     if request.echo and any(isinstance(prompt, list) for prompt in prompts):
         raise errors.invalid_value(
             "'echo' is supported with text prompts only, not token arrays.", param="echo"
@@ -123,11 +139,11 @@ def _token_bound(prompt: EnginePrompt) -> int:
 
 
 def _engine_body(
-    request: CompletionRequest, prompt: EnginePrompt, sample: int, *, context_length: int
+    request: CompletionRequest, prompt: EnginePrompt, sample: int, *, max_output: int
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "prompt": prompt,
-        "max_tokens": request.max_tokens or 16,
+        "max_tokens": max_output,
         "stream": True,
         "stream_options": {"include_usage": True},
         "timings_per_token": True,
@@ -144,7 +160,7 @@ def _engine_body(
         body["presence_penalty"] = request.presence_penalty or 0.0
         body["frequency_penalty"] = request.frequency_penalty or 0.0
         # Over the whole output (llama.cpp's default window is 64 tokens; -1 is refused).
-        body["repeat_last_n"] = request.max_tokens or context_length
+        body["repeat_last_n"] = max_output
     if request.logit_bias:
         body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
     if request.logprobs is not None:
@@ -218,24 +234,17 @@ def _text_of(choice: dict[str, Any]) -> str:
 
 
 async def _collect(
-    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, view: _TextView
-) -> HttpResponseBase:
-    tally = Tally(samples_per_prompt=view.request.n)
+    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, tally: Tally, view: _TextView
+) -> Priced:
     texts: dict[int, list[str]] = {index: [view.echo_for(index)] for index in range(len(streams))}
     finish: dict[int, str] = {}
     scores = [LegacyLogprobs(top=view.request.logprobs or 0) for _ in streams]
-    try:
-        async for index, chunk in merge_streams(streams):
-            tally.observe(index, chunk)
-            for choice in chunk.get("choices") or []:
-                texts[index].append(_text_of(choice))
-                view.logprobs_of(scores[index], choice)
-                finish[index] = choice.get("finish_reason") or finish.get(index, "")
-    except BaseException as failure:
-        await settle_failure(meter, tally, failure)
-        if isinstance(failure, ProviderError):
-            raise api_error_from(failure) from None
-        raise
+    async for index, chunk in merge_streams(streams):
+        tally.observe(index, chunk)
+        for choice in chunk.get("choices") or []:
+            texts[index].append(_text_of(choice))
+            view.logprobs_of(scores[index], choice)
+            finish[index] = choice.get("finish_reason") or finish.get(index, "")
     cost = await close_meter_safely(meter, tally, status=200)
     with_logprobs = view.request.logprobs is not None
     choices = [
@@ -249,4 +258,4 @@ async def _collect(
     ]
     body = view.envelope(choices)
     body["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
-    return priced_response(body, cost)
+    return Priced(body, cost)

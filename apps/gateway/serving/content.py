@@ -2,7 +2,8 @@
 
 Images (`image_url` parts of user messages) are accepted only by models with the "vision"
 capability. Each is fetched (or decoded from its data: URL), read by the image reader, and
-replaced by what the reader saw, in place. Everything else a part could carry is refused.
+replaced by what the reader saw, in place. Every other part type (input_audio, file, …) is a
+400 naming `messages[i].content[j].type`, before anything is fetched or billed.
 """
 
 from __future__ import annotations
@@ -87,8 +88,11 @@ def _checked_part(
             )
         return None
     if part.type != "image_url":
+        # input_audio, file, refusal, …: OpenAI's types this server cannot take.
         raise errors.invalid_value(
-            f"Content parts of type '{part.type}' are not supported.", param=f"{param}.type"
+            f"Invalid value: '{part.type}'. Supported values are: 'text' and 'image_url'.",
+            param=f"{param}.type",
+            code="invalid_value",
         )
     if role != "user":
         raise errors.invalid_value(

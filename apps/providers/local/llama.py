@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.providers.local.errors import EngineError
+from apps.providers.local.gguf import GGUFError, gguf_vocab_size
 from apps.providers.local.weights import WeightsError, WeightSource, resolve_weights
 
 __all__ = ["LlamaRuntime"]
@@ -41,6 +42,14 @@ _LEADING_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s")
 _MESSAGE_WORDS = re.compile(r"\bmessages?\b")
 _MESSAGE_FIELDS = {"content", "role", "name", "tool_calls", "tool_call_id"}
 _DONE = object()
+# llama.cpp's seed is a uint32 in which 0xFFFFFFFF (LLAMA_DEFAULT_SEED) means "pick one at
+# random": seeds are reduced modulo that value, so every seed is reproducible and 0 .. 2**32 - 2
+# keep their meaning.
+_SEED_MODULUS = 0xFFFFFFFF
+# llama_token is an int32: a larger id would wrap around to a real token on the way in.
+_MAX_TOKEN_ID = 2**31 - 1
+# Token counts llama.cpp reads as int32 (2**32 - 1 would become -1, "no limit").
+_CONTEXT_BOUNDED = ("max_tokens", "n_predict", "repeat_last_n")
 
 Chunk = dict[str, Any]
 
@@ -75,6 +84,7 @@ class LlamaRuntime:
         )
         self._load_lock = threading.Lock()
         self._server: Any = None
+        self._n_vocab: int | None = None
         self._socket_dir_cleanup: weakref.finalize[Any, Any] | None = None
         self._last_failure: tuple[float, EngineError] | None = None
         self._is_closed = False
@@ -94,6 +104,11 @@ class LlamaRuntime:
         """The context one request can use: llama.cpp's share of ``n_ctx`` for each slot."""
         share = self._n_ctx // self._n_parallel
         return -(-share // _SLOT_CONTEXT_ALIGNMENT) * _SLOT_CONTEXT_ALIGNMENT
+
+    @property
+    def n_vocab(self) -> int | None:
+        """Tokens in the model's vocabulary, once loaded (None if the GGUF did not say)."""
+        return self._n_vocab
 
     @property
     def is_loaded(self) -> bool:
@@ -144,7 +159,7 @@ class LlamaRuntime:
         # A cancelled caller cannot stop a non-streamed generation: llama.cpp only offers
         # cancellation through the streaming callback. It runs to max_tokens and is discarded.
         server = await self._ready_server()
-        request = {**body, "stream": False}
+        request = self._engine_request(body, is_stream=False, prompt_param=prompt_param)
         response = await self._in_worker(self._generate, getattr(server, method), request, None)
         return self._finished(response, request, prompt_param=prompt_param)
 
@@ -152,10 +167,11 @@ class LlamaRuntime:
         self, method: str, body: Mapping[str, Any], *, prompt_param: str
     ) -> AsyncGenerator[Chunk, None]:
         server = await self._ready_server()
+        # Raised before the first chunk, so the caller answers with this 400, unbilled.
+        request = self._engine_request(body, is_stream=True, prompt_param=prompt_param)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         consumer_gone = threading.Event()
-        request = {**body, "stream": True}
         on_chunk = _chunk_forwarder(loop, queue, consumer_gone)
         job = self._in_worker(self._generate, getattr(server, method), request, on_chunk)
         # Runs after every chunk the thread queued: both travel through call_soon_threadsafe.
@@ -186,6 +202,28 @@ class LlamaRuntime:
         finally:
             with self._running_lock:
                 self._running -= 1
+
+    def _engine_request(
+        self, body: Mapping[str, Any], *, is_stream: bool, prompt_param: str
+    ) -> Chunk:
+        """The body as llama.cpp may take it: token ids in the vocabulary, integers in range.
+
+        llama.cpp refuses an out-of-vocabulary prompt id without naming the field, silently
+        drops such a logit_bias key, wraps ids and counts beyond 32 bits, and raises TypeError
+        (a 500) for integers beyond 64 bits. So ids are checked here, and counts larger than a
+        slot's context (which could never be generated anyway) are lowered to it.
+        """
+        request = {**body, "stream": is_stream}
+        if prompt_param == "prompt":
+            _check_token_ids(_prompt_token_ids(request.get("prompt")), self._n_vocab, "prompt")
+        _check_token_ids(_logit_bias_ids(request.get("logit_bias")), self._n_vocab, "logit_bias")
+        for name in _CONTEXT_BOUNDED:
+            value = request.get(name)
+            if type(value) is int and value > self.n_ctx_per_slot:
+                request[name] = self.n_ctx_per_slot
+        if type(request.get("seed")) is int:
+            request["seed"] %= _SEED_MODULUS
+        return request
 
     def _finished(
         self,
@@ -247,6 +285,7 @@ class LlamaRuntime:
         import xllamacpp  # deferred: importing the engine is not free and tests may not need it
 
         params = self._params(xllamacpp.CommonParams(), path)
+        self._n_vocab = _vocab_size(path)
         try:
             server = xllamacpp.Server(params)
         except RuntimeError as exc:
@@ -284,6 +323,56 @@ class LlamaRuntime:
         folder = tempfile.mkdtemp(prefix="plugsky-llama-")
         self._socket_dir_cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         return os.path.join(folder, "llama.sock")
+
+
+def _vocab_size(path: Path) -> int | None:
+    try:
+        return gguf_vocab_size(path)
+    except (GGUFError, OSError) as exc:
+        # llama.cpp still refuses bad prompt ids itself; only the 400's `param` is lost.
+        logger.warning("Vocabulary size of %s unknown, token ids unchecked: %s", path.name, exc)
+        return None
+
+
+def _prompt_token_ids(prompt: Any) -> list[Any]:
+    """The token ids in a completion prompt: one token array, several, or strings and arrays."""
+    if not isinstance(prompt, list):
+        return []
+    ids: list[Any] = []
+    for item in prompt:
+        if isinstance(item, list):
+            ids.extend(item)
+        elif not isinstance(item, str | dict):  # llama.cpp's multimodal prompt objects
+            ids.append(item)
+    return ids
+
+
+def _logit_bias_ids(bias: Any) -> list[Any]:
+    """Token ids of a logit_bias: [[id, bias], ...] pairs or OpenAI's {"id": bias} map.
+
+    Either may name a token by its text instead (`[" Hello", 5]`, `{" Hello": 5}`), which
+    llama.cpp tokenizes itself: those are not ids and are left out.
+    """
+    if isinstance(bias, Mapping):
+        keys = [int(key) if key.isascii() and key.isdigit() else key for key in bias]
+    elif isinstance(bias, list):
+        keys = [pair[0] for pair in bias if isinstance(pair, list | tuple) and pair]
+    else:
+        keys = []
+    return [key for key in keys if not isinstance(key, str)]
+
+
+def _check_token_ids(ids: list[Any], n_vocab: int | None, param: str) -> None:
+    limit = n_vocab if n_vocab is not None else _MAX_TOKEN_ID + 1
+    for token in ids:
+        if type(token) is not int or not 0 <= token < limit:
+            raise EngineError(
+                f"Invalid '{param}': token id {token!r} is not in this model's vocabulary "
+                f"(token ids are integers from 0 to {limit - 1}).",
+                status=400,
+                code="invalid_value",
+                param=param,
+            )
 
 
 def _call_engine(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +186,14 @@ async def test_minilm_refuses_a_tokenizer_that_is_not_the_pinned_one(tmp_path: P
 
     assert (failure.value.status, failure.value.code) == (503, "model_unavailable")
     embedder.close()
+
+
+async def test_e5_survives_text_that_expands_under_normalisation(e5: E5Embedder) -> None:
+    # U+FDFA is one character of 3 bytes that NFKC turns into 18: the C normaliser's buffer
+    # (4 code points per byte) overflowed and the whole process aborted.
+    expanding = "\ufdfa" * 50
+    vectors, tokens = await e5.embed([expanding])
+    assert vectors.shape == (1, 384)
+    assert tokens == e5.count_tokens(expanding) > 50
+    same, _ = await e5.embed([unicodedata.normalize("NFKC", expanding)])
+    assert np.allclose(vectors, same)

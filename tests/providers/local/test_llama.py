@@ -244,3 +244,74 @@ async def test_stream_chunks_count_generated_tokens(runtime: LlamaRuntime) -> No
     counts = [c["timings"]["predicted_n"] for c in chunks if c.get("timings") and c["choices"]]
     assert counts == sorted(counts)
     assert counts[-1] == 10
+
+
+# --- What llama.cpp must never see -----------------------------------------------------------
+
+SMOLLM2_VOCAB = 49152
+
+
+@pytest.fixture(scope="module")
+def small_context() -> Iterator[LlamaRuntime]:
+    engine = LlamaRuntime(SMOLLM2, n_ctx=256, n_parallel=1)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": [1, SMOLLM2_VOCAB]}, "prompt"),
+        ({"prompt": [[1], [-1]]}, "prompt"),
+        ({"prompt": [2**32 + 1]}, "prompt"),  # llama.cpp would truncate it to token 1
+        ({"prompt": "x", "logit_bias": [[SMOLLM2_VOCAB, 5.0]]}, "logit_bias"),  # silently dropped
+        ({"prompt": "x", "logit_bias": [[2**64, 5.0]]}, "logit_bias"),  # a TypeError: a 500
+        ({"prompt": "x", "logit_bias": {str(SMOLLM2_VOCAB): 5.0}}, "logit_bias"),
+    ],
+)
+async def test_token_ids_outside_the_vocabulary_are_refused_before_generation(
+    runtime: LlamaRuntime, body: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(EngineError) as streamed:
+        await _collect(runtime.complete_stream({**body, "max_tokens": 2}))
+    with pytest.raises(EngineError) as whole:
+        await runtime.complete({**body, "max_tokens": 2})
+
+    for failure in (streamed.value, whole.value):
+        assert (failure.status, failure.code, failure.param) == (400, "invalid_value", param)
+        assert failure.type == "invalid_request_error"
+    assert runtime.n_vocab == SMOLLM2_VOCAB
+
+
+@pytest.mark.asyncio
+async def test_chat_logit_bias_is_checked_and_text_keys_are_left_to_llama_cpp(
+    runtime: LlamaRuntime,
+) -> None:
+    with pytest.raises(EngineError) as failure:
+        await runtime.chat({"messages": HELLO, "max_tokens": 2, "logit_bias": [[-1, 1.0]]})
+    assert (failure.value.status, failure.value.param) == (400, "logit_bias")
+    bias = [[SMOLLM2_VOCAB - 1, 1.0], [" sea", -5.0]]
+    response = await runtime.chat({"messages": HELLO, "max_tokens": 2, "logit_bias": bias})
+    assert response["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.asyncio
+async def test_integers_beyond_32_bits_do_not_reach_llama_cpp(small_context: LlamaRuntime) -> None:
+    """2**32 - 1 tokens would wrap to -1 ("no limit"); seeds past 64 bits raise TypeError."""
+    huge = 2**70
+    body = {"prompt": "Count:", "max_tokens": huge, "repeat_last_n": huge, "seed": huge}
+    response = await small_context.complete({**body, "presence_penalty": 0.1, "temperature": 0})
+    assert response["choices"][0]["finish_reason"] == "length"
+    assert response["usage"]["completion_tokens"] < small_context.n_ctx_per_slot
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("seed", [-1, 2**32 - 1, 2**63 + 7])
+async def test_seeds_llama_cpp_reads_as_random_are_reproducible(
+    single_slot: LlamaRuntime, seed: int
+) -> None:
+    body = {"prompt": "Once upon a time", "max_tokens": 8, "temperature": 1.5, "seed": seed}
+    first = await single_slot.complete({**body, "cache_prompt": False})
+    second = await single_slot.complete({**body, "cache_prompt": False})
+    assert first["choices"][0]["text"] == second["choices"][0]["text"]

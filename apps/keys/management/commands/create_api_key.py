@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from apps.accounts.selectors import personal_organization_for, user_by_email
-from apps.accounts.services import user_create
 from apps.keys.services import api_key_create
+from apps.onboarding.services import user_create
 
 
 class Command(BaseCommand):
