@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "gateway": {"accounts", "keys", "usage", "billing", "catalog", "providers"},
     "catalog": {"providers"},
     "providers": {"catalog"},
+    "engine": {"catalog", "providers"},  # the process that hosts the local provider
 }
 
 # What the entry points of an app may import beyond ALLOWED; None: anything.

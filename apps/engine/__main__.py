@@ -31,7 +31,7 @@ def _serve(url: str, preload: tuple[str, ...]) -> int:
     import uvicorn
 
     from apps.engine.server import EngineApp
-    from apps.engine.wire import engine_address
+    from apps.providers.engine_wire import engine_address
 
     address = engine_address(url)
     where = (

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from apps.catalog.entries import CatalogEntry, LocalRoute
-from apps.engine import wire
+from apps.providers import engine_wire as wire
 from apps.providers.errors import ProviderError
 from apps.providers.local_provider import LocalProvider
 from apps.providers.vision.fetch import ImageError

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 from apps.catalog.entries import CatalogEntry
-from apps.engine import wire
+from apps.providers import engine_wire as wire
 from apps.providers.errors import ProviderError
 from apps.providers.vision.fetch import ImageError
 from apps.providers.vision.reading import ImageReading

@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 
 from apps.catalog.builtin import BUILTIN_MODELS
-from apps.engine import wire
 from apps.engine.server import EngineApp
+from apps.providers import engine_wire as wire
 from apps.providers.engine_client import EngineClient
 from apps.providers.errors import ProviderError
 
