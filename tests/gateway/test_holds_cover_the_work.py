@@ -19,39 +19,13 @@ from apps.billing.models import CreditAccount, CreditHold, EntryKind, HoldStatus
 from apps.billing.pricing import call_cost_micros, cost_header_value
 from apps.catalog.selectors import catalog_model
 from apps.usage.models import UsageRecord
+from tests.gateway.conversations import ANSWERED_CALL, WEATHER
 from tests.sse import parse_events
 
 pytestmark = pytest.mark.xdist_group("live")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 HELLO = [{"role": "user", "content": "Say hello."}]
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-ANSWERED_CALL = [
-    {"role": "user", "content": "What's the weather in Paris?"},
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-            }
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature_celsius": 21}'},
-]
 
 
 def _balance(organization) -> int:  # type: ignore[no-untyped-def]

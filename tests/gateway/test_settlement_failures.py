@@ -34,37 +34,12 @@ from apps.providers.errors import ProviderError
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome, usage_record_create
 from tests.billing.helpers import new_request_id
+from tests.gateway.conversations import ANSWERED_CALL, WEATHER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MODEL = "plugsky-mini"
 HELLO = [{"role": "user", "content": "Say hello."}]
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-ANSWERED_CALL = [
-    {"role": "user", "content": "What's the weather in Paris?"},
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-            }
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature_celsius": 21}'},
-]
 REPEATED_CALL = '{"name":"get_weather","arguments":{"city":"Paris"}}'
 
 
