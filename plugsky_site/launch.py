@@ -29,7 +29,7 @@ def _manage(*args: str) -> None:
 
 
 def _start_engine(url: str) -> subprocess.Popen[bytes] | None:
-    from apps.engine.wire import engine_address
+    from apps.providers.engine_wire import engine_address
 
     address = engine_address(url)
     if not address.socket_path and address.host not in _LOCAL_HOSTS:

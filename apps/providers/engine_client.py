@@ -8,8 +8,8 @@ weights and runtimes live in the engine, never in web processes or Celery worker
   timeout: an engine that is down answers ``503 engine_unavailable`` at once, never a hang.
 - Closing a stream (the gateway does when its client goes away) closes its HTTP response, and
   with it the connection: the engine sees the disconnect and frees the llama.cpp slot.
-- Errors arrive as ProviderError fields (``apps.engine.wire``) and are raised as ProviderError,
-  before the first chunk with the engine's own status, and mid-stream.
+- Errors arrive as ProviderError fields (``apps.providers.engine_wire``) and are raised as
+  ProviderError, before the first chunk with the engine's own status, and mid-stream.
 - ``is_available`` is called per request by the catalog from the event loop, so it reads a
   cached copy of the engine's model list and refreshes it in a thread when it gets stale.
 """
