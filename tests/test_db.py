@@ -37,3 +37,20 @@ def test_under_a_waiting_sync_caller_it_runs_on_the_callers_thread() -> None:
     thread, was_connected = async_to_sync(db_call)(_where)
     assert thread == threading.get_ident()
     assert was_connected and connection.connection is not None
+
+
+def _query_then_count() -> int:
+    """How many queries this thread's connection had logged before running one more."""
+    logged = len(connection.queries_log)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return logged
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_worker_threads_keep_no_query_log(settings) -> None:
+    # With DEBUG on, Django logs every query on its connection and only a request's own thread
+    # ever clears it: the worker threads' logs grew by ~5 KiB per billed call.
+    settings.DEBUG = True
+    logged = [await db_call(_query_then_count) for _ in range(24)]
+    assert logged == [0] * 24
