@@ -46,15 +46,16 @@ SERVER_ENV = {
 
 def server_pid(base_url: str) -> int:
     """The pid of the Daphne process serving `base_url` (started by tests.live.run_server)."""
-    port = str(urlsplit(base_url).port).encode()
+    port = urlsplit(base_url).port
+    endpoint = f"tcp:port={port}:".encode()  # the -e argument tests.live.run_server passes
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # gone, or not a process
-        if b"daphne" in cmdline and port in cmdline:
+        if b"daphne" in cmdline and any(arg.startswith(endpoint) for arg in cmdline):
             return int(proc.name)
-    raise LookupError(f"no daphne process on port {port.decode()}")
+    raise LookupError(f"no daphne process on port {port}")
 
 
 def rss_mib(pid: int) -> float:

@@ -44,9 +44,10 @@ def test_chat_logprobs_with_top_logprobs(api):
 
 def test_chat_logprobs_without_top_logprobs(api):
     request = {"model": "plugsky-mini", "messages": HELLO, "max_tokens": 3, "logprobs": True}
-    choice = api.post("/chat/completions", json=request).json()["choices"][0]
-    tokens = choice["logprobs"]["content"]
-    assert len(tokens) == 3
+    body = api.post("/chat/completions", json=request).json()
+    tokens = body["choices"][0]["logprobs"]["content"]
+    # One entry per generated token (unseeded, the answer may end before max_tokens).
+    assert len(tokens) == body["usage"]["completion_tokens"] > 0
     assert all(t["top_logprobs"] == [] and t["logprob"] <= 0 for t in tokens)
 
 

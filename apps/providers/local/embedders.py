@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from apps.providers.local.bert import BertEncoder
-from apps.providers.local.errors import EngineError
+from apps.providers.local.errors import EngineError, check_token_ids
 from apps.providers.local.weights import (
     BUILTIN_WEIGHTS,
     WeightsError,
@@ -259,17 +259,7 @@ class MiniLMEmbedder(_LazyEmbedder):
         return [self._framed(self._checked_ids(ids)) for ids in arrays]
 
     def _checked_ids(self, ids: Sequence[int]) -> list[int]:
-        """The ids, or a 400: an id past the vocabulary would index past the embedding table."""
-        vocabulary = self._tokenizer.get_vocab_size()
-        for token in ids:
-            if type(token) is not int or not 0 <= token < vocabulary:
-                raise EngineError(
-                    f"Invalid 'input': token id {token!r} is not in this model's vocabulary "
-                    f"(token ids are integers from 0 to {vocabulary - 1}).",
-                    status=400,
-                    code="invalid_value",
-                    param="input",
-                )
+        check_token_ids(ids, vocabulary_size=self._tokenizer.get_vocab_size(), param="input")
         return list(ids)
 
     def _framed(self, ids: list[int]) -> list[int]:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from apps.providers.local.errors import EngineError
+from apps.providers.local.errors import EngineError, check_token_ids
 from apps.providers.local.gguf import GGUFError, gguf_vocab_size
 from apps.providers.local.weights import WeightsError, WeightSource, resolve_weights
 
@@ -363,16 +363,7 @@ def _logit_bias_ids(bias: Any) -> list[Any]:
 
 
 def _check_token_ids(ids: list[Any], n_vocab: int | None, param: str) -> None:
-    limit = n_vocab if n_vocab is not None else _MAX_TOKEN_ID + 1
-    for token in ids:
-        if type(token) is not int or not 0 <= token < limit:
-            raise EngineError(
-                f"Invalid '{param}': token id {token!r} is not in this model's vocabulary "
-                f"(token ids are integers from 0 to {limit - 1}).",
-                status=400,
-                code="invalid_value",
-                param=param,
-            )
+    check_token_ids(ids, vocabulary_size=n_vocab or _MAX_TOKEN_ID + 1, param=param)
 
 
 def _call_engine(
