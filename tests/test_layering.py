@@ -20,15 +20,16 @@ APPS = Path(__file__).resolve().parent.parent / "apps"
 
 # app -> the other apps its domain modules (everything but the entry points) may import.
 ALLOWED: dict[str, set[str]] = {
+    "protocol": set(),  # OpenAI's wire schemas and error envelope: below everything
     "accounts": set(),
     "keys": {"accounts", "catalog"},
     "usage": {"accounts", "keys"},
     "billing": {"accounts", "keys", "usage", "catalog"},
     "onboarding": {"accounts", "billing"},
-    "gateway": {"accounts", "keys", "usage", "billing", "catalog", "providers"},
+    "gateway": {"accounts", "keys", "usage", "billing", "catalog", "providers", "protocol"},
     "catalog": {"providers"},
-    "providers": {"catalog"},
-    "engine": {"catalog", "providers"},  # the process that hosts the local provider
+    "providers": {"catalog", "protocol"},
+    "engine": {"catalog", "providers", "protocol"},  # the process that hosts the local provider
 }
 
 # What the entry points of an app may import beyond ALLOWED; None: anything.

@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 
-from apps.gateway import errors
+from apps.protocol import errors
 from plugsky_site.redis_pool import redis_call, redis_client
 
 logger = logging.getLogger(__name__)

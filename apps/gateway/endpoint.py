@@ -23,10 +23,10 @@ from django.db import OperationalError as DatabaseOperationalError
 from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.gateway import errors
 from apps.gateway.admission import Admission
 from apps.gateway.ratelimit import rate_limit_take, request_limits
 from apps.keys.authentication import InvalidAPIKey, authenticate_async
+from apps.protocol import errors
 
 logger = logging.getLogger(__name__)
 

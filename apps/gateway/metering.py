@@ -54,8 +54,8 @@ from apps.billing.holds import credit_hold, credit_hold_extend, credit_precheck,
 from apps.billing.models import CreditHold
 from apps.billing.pricing import call_cost_micros, usd_display
 from apps.catalog.entries import CatalogEntry
-from apps.gateway.errors import APIError
 from apps.gateway.ratelimit import rate_limit_tokens_take
+from apps.protocol.errors import APIError
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome
 from plugsky_site.db import db_call

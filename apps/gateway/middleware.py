@@ -14,8 +14,8 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
-from apps.gateway import errors
 from apps.gateway.endpoint import new_request_id
+from apps.protocol import errors
 
 _MESSAGES = {
     400: "The request could not be understood by the server (bad request).",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from apps.gateway import errors
+from apps.protocol import errors
 from plugsky_site.redis_pool import redis_call, redis_client
 
 WINDOW_S = 60

@@ -6,16 +6,17 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from apps.billing.pricing import COST_HEADER, cost_header_value
 from apps.catalog.selectors import catalog_model, catalog_models
-from apps.gateway import errors, sse
+from apps.gateway import sse
 from apps.gateway.endpoint import endpoint
-from apps.gateway.protocol import (
+from apps.gateway.serving import chat, completions, embeddings
+from apps.gateway.serving.common import CallContext, ChunkStream, Priced, model_access_check
+from apps.protocol import errors
+from apps.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     parse_body,
 )
-from apps.gateway.serving import chat, completions, embeddings
-from apps.gateway.serving.common import CallContext, ChunkStream, Priced, model_access_check
 
 
 def _context(request: HttpRequest, model_id: str) -> CallContext:

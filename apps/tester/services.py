@@ -27,11 +27,11 @@ from django.core.cache import cache
 
 from apps.accounts.models import Membership
 from apps.billing.pricing import usd_display
-from apps.gateway import errors
 from apps.gateway.endpoint import new_request_id
-from apps.gateway.protocol import ChatCompletionRequest, request_validate
 from apps.gateway.serving import chat
 from apps.gateway.serving.common import MAX_USER_LENGTH, CallContext, ChunkStream, Priced
+from apps.protocol import errors
+from apps.protocol.openai import ChatCompletionRequest, request_validate
 from apps.usage.models import UsageRecord
 
 logger = logging.getLogger(__name__)

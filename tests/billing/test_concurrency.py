@@ -14,9 +14,9 @@ from django.db import connection
 from apps.accounts.selectors import personal_organization_for
 from apps.billing.ledger import credit_adjust
 from apps.billing.selectors import ledger_drifts
-from apps.gateway.errors import APIError
 from apps.gateway.metering import Meter, meter_close, meter_open
 from apps.onboarding.services import user_create
+from apps.protocol.errors import APIError
 from apps.usage.models import UsageRecord
 from tests.billing.conftest import PRICED
 from tests.billing.helpers import account, ledger_sum

@@ -8,8 +8,8 @@ from asgiref.sync import async_to_sync
 from apps.billing.limits import spend_limit_set
 from apps.billing.models import CreditHold, EntryKind, LedgerEntry
 from apps.billing.pricing import cost_header_value
-from apps.gateway.errors import APIError
 from apps.gateway.metering import meter_close, meter_open
+from apps.protocol.errors import APIError
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import account, new_request_id, set_balance
 

@@ -14,7 +14,7 @@ from apps.billing.models import CreditAccount, CreditHold, EntryKind, HoldStatus
 from apps.usage.models import UsageRecord
 
 # What a refused call may answer under load, and nothing else: out of credit, over a rate or
-# concurrency limit, or the process overloaded (apps/gateway/errors.py service_unavailable).
+# concurrency limit, or the process overloaded (apps/protocol/errors.py service_unavailable).
 REFUSALS = {
     (429, "insufficient_quota"),
     (429, "rate_limit_exceeded"),

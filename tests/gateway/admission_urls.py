@@ -15,9 +15,9 @@ from django.db import OperationalError, connection
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import include, path
 
-from apps.gateway import errors
 from apps.gateway.endpoint import endpoint
 from apps.gateway.ratelimit import rate_limit_tokens_take
+from apps.protocol import errors
 
 
 def _hold_connection(seconds: float) -> None:

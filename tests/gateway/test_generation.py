@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from apps.gateway.errors import APIError
 from apps.gateway.serving.generation import Tally, _failure_outcome
+from apps.protocol.errors import APIError
 from apps.providers.errors import ProviderError
 
 

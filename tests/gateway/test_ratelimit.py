@@ -160,8 +160,8 @@ def test_the_tester_is_not_token_limited(db):
 
 
 def test_the_token_limit_holds_outside_a_request(db, api_key):
-    from apps.gateway.errors import APIError
     from apps.gateway.ratelimit import rate_limit_tokens_take
+    from apps.protocol.errors import APIError
 
     row, _ = api_key
     take = async_to_sync(rate_limit_tokens_take)

@@ -15,9 +15,9 @@ import pytest
 from django.http import JsonResponse, StreamingHttpResponse
 
 from apps.gateway import views
-from apps.gateway.protocol import ChatCompletionRequest, EmbeddingRequest
 from apps.gateway.serving import chat, embeddings
 from apps.gateway.serving.common import CallContext, Priced
+from apps.protocol.openai import ChatCompletionRequest, EmbeddingRequest
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import new_request_id
 from tests.gateway.test_settlement_failures import (

@@ -26,10 +26,10 @@ from apps.billing.models import CreditAccount, CreditHold, EntryKind, HoldStatus
 from apps.billing.pricing import call_cost_micros
 from apps.catalog.selectors import catalog_model
 from apps.gateway import metering
-from apps.gateway.errors import APIError
-from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving import chat
 from apps.gateway.serving.common import CallContext, Priced
+from apps.protocol.errors import APIError
+from apps.protocol.openai import ChatCompletionRequest
 from apps.providers.errors import ProviderError
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome, usage_record_create

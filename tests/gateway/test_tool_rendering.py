@@ -5,9 +5,9 @@ import json
 import pytest
 from llguidance import LLMatcher
 
-from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving.structured import closed
 from apps.gateway.serving.tools import CallScanner, Function, render_conversation, tool_plan
+from apps.protocol.openai import ChatCompletionRequest
 
 WEATHER = Function(
     "get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}}

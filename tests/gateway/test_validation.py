@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from apps.billing.models import CreditAccount
-from apps.gateway import errors
-from apps.gateway.protocol import (
+from apps.protocol import errors
+from apps.protocol.openai import (
     INT64_MAX,
     INT64_MIN,
     MAX_JSON_DEPTH,

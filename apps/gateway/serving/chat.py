@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.catalog.entries import CatalogEntry
-from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open, meter_precheck
-from apps.gateway.protocol import ChatCompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
     ChunkStream,
@@ -38,6 +36,8 @@ from apps.gateway.serving.tools import (
     tool_plan,
     tool_stream,
 )
+from apps.protocol import errors
+from apps.protocol.openai import ChatCompletionRequest
 from apps.providers.registry import provider_for
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from typing import Any
 from apps.billing.pricing import MICROS_PER_DOLLAR
 from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
-from apps.gateway import errors
 from apps.keys.authentication import KeyIdentity
+from apps.protocol import errors
 from apps.providers.errors import ProviderError
 
 _KIND_ENDPOINTS = {

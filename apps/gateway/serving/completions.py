@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.catalog.entries import CatalogEntry
-from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
-from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, CompletionRequest
 from apps.gateway.serving.common import (
     CallContext,
     ChunkStream,
@@ -28,6 +26,8 @@ from apps.gateway.serving.generation import (
     stream_started,
 )
 from apps.gateway.serving.logprobs import LegacyLogprobs
+from apps.protocol import errors
+from apps.protocol.openai import MAX_EMBEDDING_INPUTS, CompletionRequest
 from apps.providers.registry import provider_for
 
 logger = logging.getLogger(__name__)

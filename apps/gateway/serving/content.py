@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from apps.catalog.entries import CatalogEntry
-from apps.gateway import errors
-from apps.gateway.protocol import ChatMessage, ContentPart
 from apps.gateway.serving.common import api_error_from
+from apps.protocol import errors
+from apps.protocol.openai import ChatMessage, ContentPart
 from apps.providers.errors import ProviderError
 from apps.providers.registry import provider_for
 from apps.providers.vision import (

@@ -10,11 +10,11 @@ import numpy as np
 
 from apps.billing.pricing import MICROS_PER_DOLLAR
 from apps.catalog.entries import CatalogEntry
-from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_open
-from apps.gateway.protocol import MAX_EMBEDDING_INPUTS, EmbeddingRequest
 from apps.gateway.serving.common import CallContext, Priced, end_user_of, resolve_model
 from apps.gateway.serving.generation import Tally, close_meter_safely, settled_on_failure
+from apps.protocol import errors
+from apps.protocol.openai import MAX_EMBEDDING_INPUTS, EmbeddingRequest
 from apps.providers.registry import provider_for
 
 ENDPOINT = "embeddings"

@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from apps.gateway import errors
 from apps.gateway.metering import Meter, meter_close
 from apps.gateway.serving.common import ChunkStream, api_error_from, merge_streams, usage_body
+from apps.protocol import errors
 from apps.providers.errors import ProviderError
 
 logger = logging.getLogger(__name__)

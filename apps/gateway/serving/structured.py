@@ -20,8 +20,8 @@ from typing import Any
 import jsonschema
 from llguidance import LLMatcher
 
-from apps.gateway import errors
-from apps.gateway.protocol import ResponseFormat
+from apps.protocol import errors
+from apps.protocol.openai import ResponseFormat
 
 # Compact JSON: small models given free whitespace can pad an object with newlines until
 # max_tokens and never close it.

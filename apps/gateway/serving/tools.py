@@ -28,8 +28,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from apps.gateway import errors
-from apps.gateway.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
 from apps.gateway.serving.structured import (
     PROSE_RULE,
     TEXT_RULE,
@@ -40,6 +38,8 @@ from apps.gateway.serving.structured import (
     guided,
     lark,
 )
+from apps.protocol import errors
+from apps.protocol.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice
 
 Chunk = dict[str, Any]
 Mode = Literal["none", "auto", "required", "named"]

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from apps.gateway import errors
+from apps.protocol import errors
 
 MAX_STOP_SEQUENCES = 4
 MAX_EMBEDDING_INPUTS = 2048
