@@ -14,7 +14,7 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-nano",
         kind=Kind.CHAT,
-        route=LocalRoute(runtime="llama", weights="smollm2-135m-instruct", parallel_slots=4),
+        routes=(LocalRoute(runtime="llama", weights="smollm2-135m-instruct", parallel_slots=4),),
         context_length=4096,
         description="SmolLM2-135M-Instruct (Q4_1). Tiny and fast; fluent but weak at reasoning.",
         capabilities=_CHAT | _STRUCTURED,
@@ -25,7 +25,9 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-mini",
         kind=Kind.CHAT,
-        route=LocalRoute(runtime="llama", weights="qwen2.5-coder-0.5b-instruct", parallel_slots=4),
+        routes=(
+            LocalRoute(runtime="llama", weights="qwen2.5-coder-0.5b-instruct", parallel_slots=4),
+        ),
         context_length=4096,
         description="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M). Follows instructions, writes code.",
         capabilities=_CHAT | _STRUCTURED,
@@ -36,7 +38,9 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-pro",
         kind=Kind.CHAT,
-        route=LocalRoute(runtime="llama", weights="qwen2.5-coder-1.5b-instruct", parallel_slots=4),
+        routes=(
+            LocalRoute(runtime="llama", weights="qwen2.5-coder-1.5b-instruct", parallel_slots=4),
+        ),
         context_length=4096,
         description="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M). The strongest built-in; optional "
         "install (`make models-pro`).",
@@ -48,7 +52,9 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-vision",
         kind=Kind.CHAT,
-        route=LocalRoute(runtime="llama", weights="qwen2.5-coder-0.5b-instruct", parallel_slots=4),
+        routes=(
+            LocalRoute(runtime="llama", weights="qwen2.5-coder-0.5b-instruct", parallel_slots=4),
+        ),
         context_length=4096,
         description="Reads images for Qwen2.5-Coder-0.5B-Instruct. Each image is passed through "
         "an OCR model (PP-OCRv4) and measured; the chat model gets the text found in the image, "
@@ -63,7 +69,7 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-base",
         kind=Kind.COMPLETION,
-        route=LocalRoute(runtime="llama", weights="gemma-3-270m", parallel_slots=4),
+        routes=(LocalRoute(runtime="llama", weights="gemma-3-270m", parallel_slots=4),),
         context_length=4096,
         description="Gemma-3-270M base (Q4_K_M): continues text; /v1/completions only.",
         capabilities=frozenset(
@@ -76,7 +82,7 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-embed",
         kind=Kind.EMBEDDING,
-        route=LocalRoute(runtime="e5", weights="multilingual-e5-small"),
+        routes=(LocalRoute(runtime="e5", weights="multilingual-e5-small"),),
         context_length=512,
         dimensions=384,
         description="multilingual-e5-small (4-bit): multilingual text embeddings, 384 dimensions.",
@@ -87,7 +93,7 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         id="plugsky-embed-minilm",
         kind=Kind.EMBEDDING,
-        route=LocalRoute(runtime="minilm", weights="all-minilm-l6-v2"),
+        routes=(LocalRoute(runtime="minilm", weights="all-minilm-l6-v2"),),
         context_length=256,
         dimensions=384,
         description="all-MiniLM-L6-v2: English sentence embeddings, 384 dimensions; accepts "

@@ -23,10 +23,27 @@ class LocalRoute:
 
 
 @dataclass(frozen=True)
+class UpstreamRoute:
+    """Served by another model server over HTTP, through the provider of its API."""
+
+    provider: str  # "openai" (any OpenAI-compatible server), "anthropic", "gemini"
+    model: str  # the upstream's name for the model
+    # Replicas of one server; empty: the vendor's default (or its SDK's *_BASE_URL variable).
+    base_urls: tuple[str, ...] = ()
+    api_key_env: str = ""  # the environment variable holding the key; empty: no auth
+    # Prices of this route when they differ from the entry's (a fallback on another vendor).
+    input_price_micros_per_mtok: int | None = None
+    output_price_micros_per_mtok: int | None = None
+
+
+Route = LocalRoute | UpstreamRoute
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     id: str
     kind: Kind
-    route: LocalRoute
+    routes: tuple[Route, ...]  # in order of preference: the first that is up serves
     context_length: int
     description: str
     owned_by: str = "plugsky"
@@ -37,6 +54,11 @@ class CatalogEntry:
     # Prices in micro-dollars per million tokens (integers: money is never a float here).
     input_price_micros_per_mtok: int = 0
     output_price_micros_per_mtok: int = 0
+
+    @property
+    def local_route(self) -> LocalRoute | None:
+        """The route to the local engine, if the entry has one."""
+        return next((route for route in self.routes if isinstance(route, LocalRoute)), None)
 
     def public_fields(self) -> dict[str, object]:
         """The model object of GET /v1/models, with Plugsky's extra (tolerated) fields."""

@@ -42,11 +42,13 @@ def _entry(item: dict[str, Any], path: str) -> CatalogEntry:
     return CatalogEntry(
         id=model_id,
         kind=kind,
-        route=LocalRoute(
-            runtime="llama",
-            weights=str(item["gguf"]),
-            sha256=sha256,
-            parallel_slots=int(item.get("parallel_slots", 4)),
+        routes=(
+            LocalRoute(
+                runtime="llama",
+                weights=str(item["gguf"]),
+                sha256=sha256,
+                parallel_slots=int(item.get("parallel_slots", 4)),
+            ),
         ),
         context_length=int(item.get("context_length", 4096)),
         description=str(item.get("description", "Operator-supplied GGUF model.")),

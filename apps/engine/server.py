@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from apps.catalog.entries import CatalogEntry, LocalRoute
+from apps.catalog.entries import CatalogEntry
 from apps.providers import engine_wire as wire
 from apps.providers.errors import ProviderError
 from apps.providers.local_provider import LocalProvider
@@ -61,9 +61,7 @@ class EngineApp:
             from apps.catalog.selectors import configured_models
 
             self._entries = {
-                entry.id: entry
-                for entry in configured_models()
-                if isinstance(entry.route, LocalRoute)
+                entry.id: entry for entry in configured_models() if entry.local_route is not None
             }
         return self._entries
 
@@ -160,7 +158,9 @@ class EngineApp:
                     param="model",
                 )
             )
-        if (entry.route.runtime in _GENERATION_RUNTIMES) != generation:
+        route = entry.local_route
+        assert route is not None  # the engine lists local entries only
+        if (route.runtime in _GENERATION_RUNTIMES) != generation:
             raise _Rejected(
                 ProviderError(
                     f"The model `{model_id}` does not serve this endpoint.",

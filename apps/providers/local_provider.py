@@ -48,9 +48,16 @@ def _source(route: LocalRoute) -> WeightSource:
     return BUILTIN_WEIGHTS[route.weights]
 
 
+def _local_route(entry: CatalogEntry) -> LocalRoute:
+    route = entry.local_route
+    if route is None:  # the engine serves only the entries it lists (apps.engine.server)
+        raise ProviderError(f"The model `{entry.id}` is not a local model.", status=404)
+    return route
+
+
 def _engine_key(entry: CatalogEntry, *, isolated: bool = False) -> str:
     """Entries on the same weights and runtime share one loaded engine (one copy in memory)."""
-    route = entry.route
+    route = _local_route(entry)
     slots = 1 if isolated else route.parallel_slots
     return f"{route.runtime}:{route.weights}:{slots}:{entry.context_length}"
 
@@ -66,7 +73,7 @@ class LocalProvider:
 
     def is_available(self, entry: CatalogEntry) -> bool:
         """Whether the entry's weights are installed (checked once: they don't change)."""
-        route = entry.route
+        route = _local_route(entry)
         if route not in self._installed:
             try:
                 self._installed[route] = is_installed(_source(route))
@@ -104,7 +111,7 @@ class LocalProvider:
             return self._engines[key]
 
     def _load(self, entry: CatalogEntry, *, slots: int | None = None) -> LlamaRuntime | Embedder:
-        route = entry.route
+        route = _local_route(entry)
         try:
             path = resolve_weights(_source(route))
         except Exception as failure:

@@ -6,15 +6,14 @@ import functools
 
 from django.conf import settings
 
-from apps.catalog.entries import CatalogEntry, LocalRoute
-from apps.providers.base import Provider
+from apps.catalog.entries import CatalogEntry
 from apps.providers.engine_client import EngineClient
 
 
-def provider_for(entry: CatalogEntry) -> Provider:
-    if isinstance(entry.route, LocalRoute):
+def provider_for(entry: CatalogEntry) -> EngineClient:
+    if entry.local_route is not None:
         return local_engine()
-    raise LookupError(f"no provider for route {entry.route!r}")
+    raise LookupError(f"no provider for {entry.id}'s routes")
 
 
 def local_engine() -> EngineClient:

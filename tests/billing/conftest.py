@@ -8,7 +8,7 @@ from apps.catalog.entries import CatalogEntry, Kind, LocalRoute
 PRICED = CatalogEntry(
     id="test-priced",
     kind=Kind.CHAT,
-    route=LocalRoute(runtime="llama", weights="none"),
+    routes=(LocalRoute(runtime="llama", weights="none"),),
     context_length=4096,
     description="a model with round prices, for billing tests",
     input_price_micros_per_mtok=1_000_000,

@@ -92,7 +92,7 @@ async def test_embedding_errors_keep_their_fields(client: EngineClient) -> None:
 
 async def test_a_model_the_engine_does_not_serve_is_a_404(client: EngineClient) -> None:
     ghost = CatalogEntry(
-        id="ghost", kind=Kind.CHAT, route=LocalRoute(runtime="llama", weights="x"),
+        id="ghost", kind=Kind.CHAT, routes=(LocalRoute(runtime="llama", weights="x"),),
         context_length=512, description="",
     )  # fmt: skip
     with pytest.raises(ProviderError) as failure:

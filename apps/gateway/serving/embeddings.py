@@ -116,7 +116,8 @@ def _check_dimensions(request: EmbeddingRequest, entry: CatalogEntry) -> None:
 def _token_bound(item: str | list[int], entry: CatalogEntry) -> int:
     """At least the tokens the model counts for `item`; never more than its context window,
     since a longer input is refused (400, unbilled) by the embedder."""
-    framing = _FRAMING_TOKENS.get(entry.route.runtime)
+    route = entry.local_route
+    framing = _FRAMING_TOKENS.get(route.runtime) if route else None
     if framing is None:
         return entry.context_length
     return min(_size(item) + framing, entry.context_length)
