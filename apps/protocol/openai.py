@@ -292,6 +292,25 @@ class CompletionRequest(_SamplingRequest):
     def _prompt_tokens(cls, value: Any) -> Any:
         return _checked_token_arrays(value, param="prompt")
 
+    @model_validator(mode="after")
+    def _prompts_present(self) -> CompletionRequest:
+        prompt = self.prompt
+        if isinstance(prompt, list) and not prompt:
+            raise _InvalidField("'prompt' must not be empty.", param="prompt")
+        if any(isinstance(item, list) and not item for item in self.prompts):
+            raise _InvalidField("Token prompts must not be empty.", param="prompt")
+        return self
+
+    @property
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts, one per choice group: a string, or a token array."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if prompt and all(isinstance(item, int) for item in prompt):
+            return [list(prompt)]  # type: ignore[arg-type]
+        return [item for item in prompt if isinstance(item, str | list)]
+
 
 def _checked_logit_bias(value: LogitBias | None) -> LogitBias | None:
     """Keys are token ids in ASCII digits ("²".isdigit() is true, int("²") fails), values ±100."""
@@ -393,6 +412,34 @@ class EmbeddingRequest(_Request):
     @classmethod
     def _input_tokens(cls, value: Any) -> Any:
         return _checked_token_arrays(value, param="input")
+
+    @model_validator(mode="after")
+    def _inputs_present(self) -> EmbeddingRequest:
+        inputs = self.inputs
+        if not inputs:
+            raise _InvalidField("'input' must not be empty.", param="input")
+        if len(inputs) > MAX_EMBEDDING_INPUTS:
+            raise _InvalidField(
+                f"'input' has {len(inputs)} items; at most {MAX_EMBEDDING_INPUTS} are allowed.",
+                param="input",
+            )
+        for index, item in enumerate(inputs):
+            if len(item) == 0:
+                raise _InvalidField(
+                    f"'input[{index}]' is empty; every input must contain text or tokens.",
+                    param="input",
+                )
+        return self
+
+    @property
+    def inputs(self) -> list[str] | list[list[int]]:
+        """The inputs, one vector each: texts, or token arrays."""
+        raw = self.input
+        if isinstance(raw, str):
+            return [raw]
+        one_array = bool(raw) and all(isinstance(item, int) for item in raw)
+        items: list[Any] = [raw] if one_array else list(raw)
+        return items
 
 
 # --- Whole-document checks: depth and lone surrogates ----------------------------------------

@@ -64,11 +64,14 @@ class Provider(Protocol):
         the event loop: cheap, never blocking."""
         ...
 
-    def prompt_token_bound(self, request: ChatCompletionRequest | CompletionRequest) -> int:
-        """An upper bound on the prompt tokens of the request over all its prompts (counted
-        once per prompt, however large `n` is), including what this backend adds: templates,
-        tool instructions, images. The gateway holds credit for it, capped per prompt at the
-        context window."""
+    def prompt_token_bound(
+        self, request: ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+    ) -> int:
+        """An upper bound on the prompt tokens of the request over all its prompts or inputs
+        (each counted once, however large `n` is), including what this backend adds:
+        templates, tool instructions, images, an embedder's framing. Each prompt or input
+        longer than the context window is refused unbilled, so the bound of each may be capped
+        there. The gateway holds credit for it; keep it cheap (no network)."""
         ...
 
     def chat(

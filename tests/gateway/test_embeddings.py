@@ -84,11 +84,14 @@ BOUND_CASES = ["a", " ", "a b c d e f", "x" * 300, "Ünïcödé ✓ — ﬁne", 
 )
 def test_the_hold_bound_of_an_input_is_at_least_what_the_model_counts(model, embedder_class):
     from apps.catalog.selectors import catalog_model
-    from apps.gateway.serving.embeddings import _token_bound
+    from apps.protocol.openai import EmbeddingRequest
     from apps.providers import local
+    from apps.providers.registry import serving_provider
 
     entry = catalog_model(model)
+    provider = serving_provider(entry)
     embedder = getattr(local, embedder_class)()
     for text in BOUND_CASES:
         counted = embedder.count_tokens(text.replace("\x00", " "))
-        assert counted <= _token_bound(text, entry), text
+        request = EmbeddingRequest(model=model, input=text)
+        assert counted <= provider.prompt_token_bound(request), text

@@ -18,6 +18,7 @@ from apps.gateway import views
 from apps.gateway.serving import chat, embeddings
 from apps.gateway.serving.common import CallContext, Priced
 from apps.protocol.openai import ChatCompletionRequest, EmbeddingRequest
+from apps.providers import registry
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import new_request_id
 from tests.gateway.test_settlement_failures import (
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def engine(monkeypatch) -> ScriptedEngine:  # type: ignore[no-untyped-def]
     scripted = ScriptedEngine()
-    monkeypatch.setattr(chat, "provider_for", lambda entry: scripted)
+    monkeypatch.setattr(registry, "local_engine", lambda: scripted)
     return scripted
 
 
@@ -117,10 +118,13 @@ async def test_a_stream_closed_early_is_settled_once_for_what_ran(organization, 
 
 async def test_embeddings_return_their_body_and_cost(organization, monkeypatch):
     class Embedder:
+        def is_available(self, entry: Any) -> bool:
+            return True
+
         async def embed(self, entry: Any, inputs: list[str]) -> tuple[np.ndarray, int]:
             return np.ones((len(inputs), 4), dtype=np.float32) / 2, 7
 
-    monkeypatch.setattr(embeddings, "provider_for", lambda entry: Embedder())
+    monkeypatch.setattr(registry, "local_engine", lambda: Embedder())
     ctx = _context(organization)
     request = EmbeddingRequest.model_validate({"model": "plugsky-embed", "input": ["a", "b"]})
 

@@ -30,7 +30,9 @@ from apps.gateway.serving import chat
 from apps.gateway.serving.common import CallContext, Priced
 from apps.protocol.errors import APIError
 from apps.protocol.openai import ChatCompletionRequest
+from apps.providers import local_engine, registry
 from apps.providers.errors import ProviderError
+from apps.providers.local_engine import chat as local_chat
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome, usage_record_create
 from tests.billing.helpers import new_request_id
@@ -67,11 +69,15 @@ def _tokens(text: str, count: int) -> list[str]:
 
 
 class ScriptedEngine:
-    """Plays one script per engine call, in order; an exception in a script is raised there."""
+    """The engine client the local provider calls: plays one script per engine call, in order;
+    an exception in a script is raised there."""
 
     def __init__(self, *scripts: list[Any]) -> None:
         self.scripts = list(scripts)
         self.bodies: list[dict[str, Any]] = []
+
+    def is_available(self, entry: Any) -> bool:
+        return True
 
     async def chat_stream(
         self, entry: Any, body: dict[str, Any], *, isolated: bool = False
@@ -89,7 +95,7 @@ class ScriptedEngine:
 @pytest.fixture
 def engine(monkeypatch) -> ScriptedEngine:  # type: ignore[no-untyped-def]
     scripted = ScriptedEngine()
-    monkeypatch.setattr(chat, "provider_for", lambda entry: scripted)
+    monkeypatch.setattr(registry, "local_engine", lambda: scripted)
     return scripted
 
 
@@ -424,7 +430,7 @@ def _empty_credit(organization) -> None:  # type: ignore[no-untyped-def]
 
 async def test_no_credit_means_no_grammar_is_compiled(organization, engine, monkeypatch):
     await _empty_credit(organization)
-    monkeypatch.setattr(chat, "tool_plan", _must_not_run)
+    monkeypatch.setattr(local_engine, "tool_plan", _must_not_run)
 
     with pytest.raises(APIError) as refusal:
         await _call(organization, messages=ANSWERED_CALL, tools=[WEATHER])
@@ -435,19 +441,19 @@ async def test_no_credit_means_no_grammar_is_compiled(organization, engine, monk
 
 async def test_no_credit_means_no_image_is_fetched(organization, engine, monkeypatch):
     await _empty_credit(organization)
-    monkeypatch.setattr(chat, "message_texts", _must_not_run)
+    monkeypatch.setattr(local_chat, "message_texts", _must_not_run)
     image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
     messages = [{"role": "user", "content": [{"type": "text", "text": "Read it."}, image]}]
 
     with pytest.raises(APIError) as refusal:
-        await _call(organization, messages=messages)
+        await _call(organization, model="plugsky-vision", messages=messages)
 
     assert refusal.value.code == "insufficient_quota"
 
 
 async def test_a_spent_limit_means_no_schema_is_compiled(organization, engine, monkeypatch):
     await sync_to_async(spend_limit_set)(organization=organization, monthly_limit_micros=0)
-    monkeypatch.setattr(chat, "json_answer", _must_not_run)
+    monkeypatch.setattr(local_chat, "json_answer", _must_not_run)
 
     with pytest.raises(APIError) as refusal:
         await _call(organization, messages=HELLO, response_format={"type": "json_object"})

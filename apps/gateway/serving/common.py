@@ -1,9 +1,8 @@
-"""What every serving module shares: the call context, model resolution, engine errors, and
+"""What every serving module shares: the call context, model resolution, provider errors, and
 what a call returns (`Priced` or a `ChunkStream`; views turn them into HTTP)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
 from apps.keys.authentication import KeyIdentity
 from apps.protocol import errors
+from apps.providers.base import Chunk, Usage
 from apps.providers.errors import ProviderError
 
 _KIND_ENDPOINTS = {
@@ -138,48 +138,20 @@ class Priced:
 ChunkStream = AsyncGenerator[dict[str, Any], None]
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int, cost_micros: int) -> dict[str, Any]:
+def usage_body(usage: Usage, cost_micros: int) -> dict[str, Any]:
+    """OpenAI's usage object, with what the call was charged in dollars (Plugsky's `cost`)."""
     return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "cost": cost_micros / MICROS_PER_DOLLAR,
     }
 
 
-async def merge_streams(
-    streams: list[AsyncIterator[dict[str, Any]]],
-) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    """Interleave several chunk streams as (stream index, chunk), closing all on exit."""
-    queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue()
-
-    async def pump(index: int, stream: AsyncIterator[dict[str, Any]]) -> None:
-        try:
-            async for chunk in stream:
-                await queue.put((index, chunk))
-        except Exception as failure:  # handed to the consumer, which re-raises it
-            await queue.put((index, failure))
-        finally:
-            await queue.put((index, None))
-
-    tasks = [asyncio.create_task(pump(i, stream)) for i, stream in enumerate(streams)]
-    running = len(tasks)
-    try:
-        while running:
-            index, item = await queue.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield index, item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for stream in streams:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+async def stream_close(chunks: AsyncIterator[Chunk]) -> None:
+    """Close a provider's stream, which cancels its work upstream if it is still running."""
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,97 +13,66 @@ from apps.gateway.serving.common import (
     ChunkStream,
     Priced,
     end_user_of,
-    merge_streams,
     output_limit_check,
     resolve_model,
+    stream_close,
     usage_body,
 )
-from apps.gateway.serving.generation import (
-    Tally,
-    close_meter_safely,
-    settled_on_failure,
-    stream_started,
-)
-from apps.gateway.serving.logprobs import LegacyLogprobs
+from apps.gateway.serving.generation import close_meter_safely, settled_on_failure, stream_started
 from apps.protocol import errors
 from apps.protocol.openai import MAX_EMBEDDING_INPUTS, CompletionRequest
-from apps.providers.registry import provider_for
-
-logger = logging.getLogger(__name__)
+from apps.providers.base import Chunk, Provider, Usage
+from apps.providers.registry import serving_provider
 
 ENDPOINT = "completions"
-EnginePrompt = str | list[int]
 # Prompts times n per call, as OpenAI caps the inputs of an embeddings call (MAX_EMBEDDING_INPUTS):
-# every choice is an engine job and its share of the hold.
+# every choice is a generation and its share of the hold.
 MAX_CHOICES = MAX_EMBEDDING_INPUTS
+_LOGPROB_FIELDS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
 
 
 async def create(request: CompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
-    prompts = _prompts(request)
-    _reject_unsupported(request, prompts)
+    choices = _choices_check(request)
     end_user = end_user_of(request.user)
     max_output = output_limit_check(request.max_tokens or 16, entry, param="max_tokens")
-    # Choice i*n + j is sample j of prompt i, as OpenAI numbers them.
-    bodies = [
-        _engine_body(request, prompt, sample, max_output=max_output)
-        for prompt in prompts
-        for sample in range(request.n)
-    ]
+    provider = serving_provider(entry)
     meter = await meter_open(
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
         api_key_id=ctx.api_key_id,
         endpoint=ENDPOINT,
         entry=entry,
-        # Each prompt fits the context window on its own (a longer one fails, unbilled); the
-        # call processes all of them, each counted once however many samples it has.
-        max_prompt_tokens=sum(min(_token_bound(p), entry.context_length) for p in prompts),
-        max_completion_tokens=max_output * len(bodies),
+        max_prompt_tokens=provider.prompt_token_bound(request),
+        max_completion_tokens=max_output * choices,
         is_stream=bool(request.stream),
         end_user=end_user,
         is_tester=ctx.is_tester,
     )
-    tally = Tally(samples_per_prompt=request.n)
-    view = _TextView(ctx=ctx, entry=entry, request=request, prompts=prompts)
-    return await settled_on_failure(meter, tally, _respond(bodies, meter, tally, view))
+    usage = Usage()
+    view = _TextView(ctx=ctx, entry=entry, request=request)
+    work = _respond(provider, max_output, meter, usage, view)
+    return await settled_on_failure(meter, usage, work)
 
 
 async def _respond(
-    bodies: list[dict[str, Any]], meter: Meter, tally: Tally, view: _TextView
+    provider: Provider, max_output: int, meter: Meter, usage: Usage, view: _TextView
 ) -> Priced | ChunkStream:
-    entry, request = view.entry, view.request
-    provider = provider_for(entry)
-    # Seeded requests run on an isolated engine, so the same seed gives the same text.
-    streams = [
-        provider.complete_stream(entry, body, isolated=request.seed is not None) for body in bodies
-    ]
+    request = view.request
+    chunks = provider.complete(request, max_tokens=max_output, usage=usage)
     if request.stream:
         return await stream_started(
-            streams,
+            chunks,
             meter,
-            tally,
+            usage,
             convert=view.convert,
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
-    return await _collect(streams, meter, tally, view)
+    return await _collect(chunks, meter, usage, view)
 
 
-def _prompts(request: CompletionRequest) -> list[EnginePrompt]:
-    prompt = request.prompt
-    if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
-        raise errors.invalid_value("'prompt' must not be empty.", param="prompt")
-    if all(isinstance(item, int) for item in prompt):
-        return [list(prompt)]  # type: ignore[arg-type]
-    prompts: list[EnginePrompt] = [item for item in prompt if isinstance(item, str | list)]
-    if any(isinstance(item, list) and not item for item in prompts):
-        raise errors.invalid_value("Token prompts must not be empty.", param="prompt")
-    return prompts
-
-
-def _reject_unsupported(request: CompletionRequest, prompts: list[EnginePrompt]) -> None:
+def _choices_check(request: CompletionRequest) -> int:
+    """The number of choices the call makes (prompts times n), once the request is sound."""
     if request.stream_options is not None and not request.stream:
         raise errors.invalid_value(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -112,62 +80,14 @@ def _reject_unsupported(request: CompletionRequest, prompts: list[EnginePrompt])
         )
     if request.max_tokens == 0:
         raise errors.invalid_value("'max_tokens' must be at least 1.", param="max_tokens")
-    if len(prompts) * request.n > MAX_CHOICES:
+    prompts = len(request.prompts)
+    if prompts * request.n > MAX_CHOICES:
         raise errors.invalid_value(
-            f"This request asks for {len(prompts) * request.n} choices ({len(prompts)} prompts, "
+            f"This request asks for {prompts * request.n} choices ({prompts} prompts, "
             f"n={request.n}); at most {MAX_CHOICES} prompts times n are allowed per request.",
             param="prompt",
         )
-    if request.echo and any(isinstance(prompt, list) for prompt in prompts):
-        raise errors.invalid_value(
-            "'echo' is supported with text prompts only, not token arrays.", param="echo"
-        )
-    if request.suffix:
-        raise errors.invalid_value("'suffix' is not supported by this model.", param="suffix")
-    if request.best_of is not None and request.best_of != request.n:
-        raise errors.invalid_value("'best_of' must equal 'n' on this model.", param="best_of")
-    if request.logprobs is not None and request.echo:
-        raise errors.invalid_value(
-            "'logprobs' together with 'echo' is not supported on this model: it cannot score "
-            "the prompt's tokens.",
-            param="logprobs",
-        )
-
-
-def _token_bound(prompt: EnginePrompt) -> int:
-    return len(prompt) + 2 if isinstance(prompt, list) else len(prompt.encode()) + 2
-
-
-def _engine_body(
-    request: CompletionRequest, prompt: EnginePrompt, sample: int, *, max_output: int
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "prompt": prompt,
-        "max_tokens": max_output,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "timings_per_token": True,
-        "temperature": 1.0 if request.temperature is None else request.temperature,
-        "top_p": 1.0 if request.top_p is None else request.top_p,
-        "top_k": 0,
-        "min_p": 0.0,
-    }
-    if request.stop is not None:
-        body["stop"] = request.stop_list
-    if request.seed is not None:
-        body["seed"] = request.seed + sample
-    if request.presence_penalty or request.frequency_penalty:
-        body["presence_penalty"] = request.presence_penalty or 0.0
-        body["frequency_penalty"] = request.frequency_penalty or 0.0
-        # Over the whole output (llama.cpp's default window is 64 tokens; -1 is refused).
-        body["repeat_last_n"] = max_output
-    if request.logit_bias:
-        body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
-    if request.logprobs is not None:
-        body["logprobs"] = True
-        # llama.cpp reports nothing at all when asked for 0 alternatives; extras are cut later.
-        body["top_logprobs"] = max(request.logprobs, 1)
-    return body
+    return prompts * request.n
 
 
 @dataclass
@@ -175,41 +95,22 @@ class _TextView:
     ctx: CallContext
     entry: CatalogEntry
     request: CompletionRequest
-    prompts: list[EnginePrompt]
-    echoed: set[int] = field(default_factory=set)
-    scores: dict[int, LegacyLogprobs] = field(default_factory=dict)
-
-    def convert(self, index: int, chunk: dict[str, Any]) -> list[dict[str, Any]]:
-        """The client chunks of one engine chunk of choice `index` (streaming)."""
-        out = []
-        scores = self.scores.setdefault(index, LegacyLogprobs(top=self.request.logprobs or 0))
-        for choice in chunk.get("choices") or []:
-            text = _text_of(choice)
-            if index not in self.echoed:
-                self.echoed.add(index)
-                text = self.echo_for(index) + text
-            finish_reason = choice.get("finish_reason")
-            logprobs = self.logprobs_of(scores, choice)
-            if text or finish_reason or logprobs:
-                out.append(self.envelope([_choice(index, text, finish_reason, logprobs)]))
-        return out
 
     @property
     def completion_id(self) -> str:
         return "cmpl-" + self.ctx.request_id.removeprefix("req_")
 
-    def echo_for(self, index: int) -> str:
-        prompt = self.prompts[index // self.request.n]
-        return prompt if self.request.echo and isinstance(prompt, str) else ""
-
-    def logprobs_of(self, scores: LegacyLogprobs, choice: dict[str, Any]) -> dict[str, Any] | None:
-        """Record a chunk's token logprobs; their legacy shape, when the request asked."""
-        if self.request.logprobs is None:
-            return None
-        return scores.add(choice.get("logprobs"))
+    def convert(self, chunk: Chunk) -> list[dict[str, Any]]:
+        """The client chunks of one provider chunk (streaming): those that carry something."""
+        return [
+            self.envelope([_choice(choice)])
+            for choice in chunk.get("choices") or []
+            if choice.get("text") or choice.get("finish_reason") or choice.get("logprobs")
+        ]
 
     def envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        # Unlike chat chunks, the legacy schema has no nullable usage: content chunks omit it.
+        return {
             "id": self.completion_id,
             "object": "text_completion",
             "created": self.ctx.created,
@@ -217,45 +118,56 @@ class _TextView:
             "system_fingerprint": "fp_plugsky_local",
             "choices": choices,
         }
-        # Unlike chat chunks, the legacy schema has no nullable usage: content chunks omit it.
-        return body
 
 
-def _choice(
-    index: int, text: str, finish_reason: str | None, logprobs: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}
+def _choice(choice: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "text": choice.get("text") or "",
+        "index": int(choice.get("index", 0)),
+        "logprobs": choice.get("logprobs"),
+        "finish_reason": choice.get("finish_reason"),
+    }
 
 
-def _text_of(choice: dict[str, Any]) -> str:
-    if "text" in choice:
-        return str(choice.get("text") or "")
-    return str((choice.get("delta") or {}).get("content") or "")
+@dataclass
+class _Assembled:
+    """One choice of a non-streamed completion, assembled from its chunks."""
+
+    text: list[str] = field(default_factory=list)
+    logprobs: dict[str, list[Any]] = field(default_factory=lambda: {f: [] for f in _LOGPROB_FIELDS})
+    finish_reason: str = ""
+
+    def add(self, choice: dict[str, Any]) -> None:
+        self.text.append(choice.get("text") or "")
+        for name in _LOGPROB_FIELDS:
+            self.logprobs[name].extend((choice.get("logprobs") or {}).get(name) or [])
+        self.finish_reason = choice.get("finish_reason") or self.finish_reason
+
+    def as_choice(self, index: int, *, with_logprobs: bool) -> dict[str, Any]:
+        logprobs = self.logprobs if with_logprobs else None
+        return {
+            "text": "".join(self.text),
+            "index": index,
+            "logprobs": logprobs,
+            "finish_reason": self.finish_reason or "stop",
+        }
 
 
 async def _collect(
-    streams: list[AsyncIterator[dict[str, Any]]], meter: Meter, tally: Tally, view: _TextView
+    chunks: AsyncIterator[Chunk], meter: Meter, usage: Usage, view: _TextView
 ) -> Priced:
-    texts: dict[int, list[str]] = {index: [view.echo_for(index)] for index in range(len(streams))}
-    finish: dict[int, str] = {}
-    scores = [LegacyLogprobs(top=view.request.logprobs or 0) for _ in streams]
-    async for index, chunk in merge_streams(streams):
-        tally.observe(index, chunk)
-        for choice in chunk.get("choices") or []:
-            texts[index].append(_text_of(choice))
-            view.logprobs_of(scores[index], choice)
-            finish[index] = choice.get("finish_reason") or finish.get(index, "")
-    cost = await close_meter_safely(meter, tally, status=200)
-    with_logprobs = view.request.logprobs is not None
-    choices = [
-        _choice(
-            index,
-            "".join(texts[index]),
-            finish.get(index) or "stop",
-            scores[index].as_dict() if with_logprobs else None,
-        )
-        for index in sorted(texts)
-    ]
-    body = view.envelope(choices)
-    body["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
+    request = view.request
+    choices = {index: _Assembled() for index in range(len(request.prompts) * request.n)}
+    try:
+        async for chunk in chunks:
+            for choice in chunk.get("choices") or []:
+                choices.setdefault(int(choice.get("index", 0)), _Assembled()).add(choice)
+    finally:
+        await stream_close(chunks)  # a client gone: the work upstream stops now
+    cost = await close_meter_safely(meter, usage, status=200)
+    with_logprobs = request.logprobs is not None
+    body = view.envelope(
+        [choices[index].as_choice(index, with_logprobs=with_logprobs) for index in sorted(choices)]
+    )
+    body["usage"] = usage_body(usage, cost)
     return Priced(body, cost)

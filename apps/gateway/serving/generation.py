@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from apps.gateway.metering import Meter, meter_close
-from apps.gateway.serving.common import ChunkStream, api_error_from, merge_streams, usage_body
+from apps.gateway.serving.common import ChunkStream, api_error_from, stream_close, usage_body
 from apps.protocol import errors
+from apps.providers.base import Usage
 from apps.providers.errors import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -29,47 +29,9 @@ Chunk = dict[str, Any]
 T = TypeVar("T")
 
 
-@dataclass
-class Tally:
-    """Tokens of one call, over all its choices, as far as they have been generated.
-
-    Choices come in groups of `samples_per_prompt` (the request's n) that share one prompt:
-    OpenAI counts each prompt once, however many samples are drawn from it.
-    """
-
-    samples_per_prompt: int = 1
-    prompt_by_choice: dict[int, int] = field(default_factory=dict)
-    completion_by_choice: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def prompt_tokens(self) -> int:
-        per_prompt: dict[int, int] = {}
-        for index, tokens in self.prompt_by_choice.items():
-            group = index // self.samples_per_prompt
-            per_prompt[group] = max(per_prompt.get(group, 0), tokens)
-        return sum(per_prompt.values())
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(self.completion_by_choice.values())
-
-    def observe(self, index: int, chunk: Chunk) -> None:
-        """Update from an engine chunk: per-token timings, or the final usage."""
-        usage = chunk.get("usage")
-        if usage:
-            self.prompt_by_choice[index] = int(usage.get("prompt_tokens", 0))
-            self.completion_by_choice[index] = int(usage.get("completion_tokens", 0))
-            return
-        timings = chunk.get("timings")
-        if timings:
-            prompt = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
-            self.prompt_by_choice[index] = prompt
-            self.completion_by_choice[index] = int(timings.get("predicted_n", 0))
-
-
 async def close_meter_safely(
     meter: Meter,
-    tally: Tally,
+    usage: Usage,
     *,
     status: int,
     error_code: str = "",
@@ -78,8 +40,8 @@ async def close_meter_safely(
     """Settle once; meter_close goes on even while the surrounding task is being cancelled."""
     return await meter_close(
         meter,
-        prompt_tokens=tally.prompt_tokens,
-        completion_tokens=tally.completion_tokens,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
         status=status,
         error_code=error_code,
         client_disconnected=client_disconnected,
@@ -97,7 +59,7 @@ def _failure_outcome(failure: BaseException) -> tuple[int, str, bool]:
     return 500, "internal_error", False
 
 
-async def settle_failure(meter: Meter, tally: Tally, failure: BaseException) -> None:
+async def settle_failure(meter: Meter, usage: Usage, failure: BaseException) -> None:
     """Settle a call that did not finish (unless it already was): what ran is recorded, and
     billed per the billing rule."""
     if meter.is_closed:
@@ -106,11 +68,11 @@ async def settle_failure(meter: Meter, tally: Tally, failure: BaseException) -> 
     if error_code == "internal_error":
         logger.error("%s call %s failed", meter.endpoint, meter.request_id, exc_info=failure)
     await close_meter_safely(
-        meter, tally, status=status, error_code=error_code, client_disconnected=disconnected
+        meter, usage, status=status, error_code=error_code, client_disconnected=disconnected
     )
 
 
-async def settled_on_failure(meter: Meter, tally: Tally, work: Awaitable[T]) -> T:
+async def settled_on_failure(meter: Meter, usage: Usage, work: Awaitable[T]) -> T:
     """Await `work`: everything a serving module does after meter_open.
 
     Whatever fails there (an engine error, a bug, a client that leaves) settles the call before
@@ -119,71 +81,79 @@ async def settled_on_failure(meter: Meter, tally: Tally, work: Awaitable[T]) -> 
     try:
         return await work
     except BaseException as failure:
-        await settle_failure(meter, tally, failure)
+        await settle_failure(meter, usage, failure)
         if isinstance(failure, ProviderError):
             raise api_error_from(failure) from None
         raise
 
 
 async def stream_started(
-    streams: list[AsyncIterator[Chunk]],
+    stream: AsyncIterator[Chunk],
     meter: Meter,
-    tally: Tally,
+    usage: Usage,
     *,
-    convert: Callable[[int, Chunk], list[Chunk]],
+    convert: Callable[[Chunk], list[Chunk]],
     usage_envelope: Callable[[], Chunk] | None,
 ) -> ChunkStream:
     """The client chunks of a streamed call, returned once the first of them exists.
 
-    An engine error before any output (a prompt over the context window, a model that cannot
-    load) is then raised here, so the view still answers it with its own status in OpenAI's
-    envelope, not a 200 stream that carries an error chunk.
+    A provider's error before any output (a prompt over the context window, a model that
+    cannot load, a parameter the backend refuses) is then raised here, so the view still
+    answers it with its own status in OpenAI's envelope, not a 200 stream that carries an error
+    chunk.
     """
-    chunks = _client_chunks(streams, meter, tally, convert=convert, usage_envelope=usage_envelope)
-    first = await anext(chunks, None)  # None: an engine that streamed nothing, asked no usage
+    chunks = _client_chunks(stream, meter, usage, convert=convert, usage_envelope=usage_envelope)
+    first = await anext(chunks, None)  # None: a backend that streamed nothing, asked no usage
     return _prepended(first, chunks)
 
 
 async def _client_chunks(
-    streams: list[AsyncIterator[Chunk]],
+    stream: AsyncIterator[Chunk],
     meter: Meter,
-    tally: Tally,
+    usage: Usage,
     *,
-    convert: Callable[[int, Chunk], list[Chunk]],
+    convert: Callable[[Chunk], list[Chunk]],
     usage_envelope: Callable[[], Chunk] | None,
 ) -> ChunkStream:
     """The chunks of a streamed call, settling its meter exactly once.
 
-    `convert` turns an engine chunk of choice `index` into client chunks; `usage_envelope`
-    (when the client asked for usage) gives the empty chunk that carries the final usage.
+    `convert` turns a provider chunk into client chunks; `usage_envelope` (when the client
+    asked for usage) gives the empty chunk that carries the final usage.
     """
     has_sent = False
     try:
-        async for index, chunk in merge_streams(streams):
-            tally.observe(index, chunk)
-            for out in convert(index, chunk):
+        async for chunk in stream:
+            for out in convert(chunk):
                 has_sent = True
                 yield out
     except BaseException as failure:
-        await settle_failure(meter, tally, failure)
+        await settle_failure(meter, usage, failure)
         if not isinstance(failure, Exception):
             raise  # cancelled or closed: the client is gone, nobody to tell
-        if isinstance(failure, ProviderError) and not has_sent:
-            raise api_error_from(failure) from None  # see `stream_started`
+        error = _api_error(failure)
+        if not has_sent and isinstance(failure, ProviderError | errors.APIError):
+            raise error from None  # see `stream_started`
         # After the first chunk the status line is sent: the error travels as one last chunk,
         # and the stream still ends as every stream does.
-        if isinstance(failure, ProviderError):
-            yield api_error_from(failure).body()
-        else:
-            yield errors.internal_error().body()
+        yield error.body()
         return
+    finally:
+        await stream_close(stream)
     # The content is delivered: the stream ends normally even if settlement is still retrying
     # (meter_close then answers with the call's price, see apps.gateway.metering).
-    cost = await close_meter_safely(meter, tally, status=200)
+    cost = await close_meter_safely(meter, usage, status=200)
     if usage_envelope is not None:
         final = usage_envelope()
-        final["usage"] = usage_body(tally.prompt_tokens, tally.completion_tokens, cost)
+        final["usage"] = usage_body(usage, cost)
         yield final
+
+
+def _api_error(failure: Exception) -> errors.APIError:
+    if isinstance(failure, ProviderError):
+        return api_error_from(failure)
+    if isinstance(failure, errors.APIError):
+        return failure
+    return errors.internal_error()
 
 
 async def _prepended(first: Chunk | None, rest: ChunkStream) -> ChunkStream:

@@ -28,7 +28,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from apps.gateway.serving.structured import (
+from apps.protocol import errors
+from apps.protocol.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice
+from apps.providers.local_engine.structured import (
     PROSE_RULE,
     TEXT_RULE,
     JsonAnswer,
@@ -38,8 +40,6 @@ from apps.gateway.serving.structured import (
     guided,
     lark,
 )
-from apps.protocol import errors
-from apps.protocol.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice
 
 Chunk = dict[str, Any]
 Mode = Literal["none", "auto", "required", "named"]
@@ -217,27 +217,6 @@ def canonical(arguments: str) -> str:
 
 
 # --- The conversation as the engine sees it --------------------------------------------------
-
-
-def check_tool_messages(messages: list[ChatMessage]) -> None:
-    """Every tool message answers an earlier assistant call, as OpenAI requires."""
-    called: set[str] = set()
-    for index, message in enumerate(messages):
-        called.update(call.id for call in message.tool_calls or [])
-        if message.role != "tool":
-            continue
-        if not message.tool_call_id:
-            raise errors.invalid_value(
-                f"Missing required parameter: 'messages[{index}].tool_call_id'.",
-                param=f"messages[{index}].tool_call_id",
-                code="missing_required_parameter",
-            )
-        if message.tool_call_id not in called:
-            raise errors.invalid_value(
-                f"Invalid parameter: messages with role 'tool' must be a response to a preceding "
-                f"message with 'tool_calls' (no call has the id '{message.tool_call_id}').",
-                param=f"messages[{index}].tool_call_id",
-            )
 
 
 def render_conversation(

@@ -5,9 +5,9 @@ import json
 import pytest
 from llguidance import LLMatcher
 
-from apps.gateway.serving.structured import closed
-from apps.gateway.serving.tools import CallScanner, Function, render_conversation, tool_plan
 from apps.protocol.openai import ChatCompletionRequest
+from apps.providers.local_engine.structured import closed
+from apps.providers.local_engine.tools import CallScanner, Function, render_conversation, tool_plan
 
 WEATHER = Function(
     "get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}}
@@ -109,7 +109,7 @@ def test_closing_objects_keeps_every_output_valid():
 
 @pytest.mark.parametrize("choice", ["auto", "required", "none"])
 def test_grammars_with_a_json_answer_compile(choice):
-    from apps.gateway.serving.structured import json_answer
+    from apps.providers.local_engine.structured import json_answer
 
     request = _request(
         tools=TOOLS,
