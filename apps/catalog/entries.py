@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# The features a model offers, as the catalog and GET /v1/models name them.
+CAPABILITIES = frozenset(
+    {"chat", "completions", "streaming", "stop", "seed", "penalties", "logprobs", "logit_bias",
+     "n", "tools", "parallel_tool_calls", "json_mode", "json_schema", "vision", "embeddings",
+     "token_input"}
+)  # fmt: skip
+
 
 class Kind(StrEnum):
     CHAT = "chat"  # /v1/chat/completions (and /v1/completions on the raw prompt)
@@ -26,7 +33,7 @@ class LocalRoute:
 class UpstreamRoute:
     """Served by another model server over HTTP, through the provider of its API."""
 
-    provider: str  # "openai" (any OpenAI-compatible server), "anthropic", "gemini"
+    provider: str  # one of UPSTREAM_PROVIDERS
     model: str  # the upstream's name for the model
     # Replicas of one server; empty: the vendor's default (or its SDK's *_BASE_URL variable).
     base_urls: tuple[str, ...] = ()
@@ -35,6 +42,9 @@ class UpstreamRoute:
     input_price_micros_per_mtok: int | None = None
     output_price_micros_per_mtok: int | None = None
 
+
+# "openai" is the API, not the vendor: any OpenAI-compatible server (Groq, vLLM, llama.cpp …).
+UPSTREAM_PROVIDERS = frozenset({"openai", "anthropic", "gemini"})
 
 Route = LocalRoute | UpstreamRoute
 
@@ -51,9 +61,16 @@ class CatalogEntry:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     aliases: tuple[str, ...] = ()
     dimensions: int | None = None  # embeddings only
+    # The most one answer may generate, where the backend caps it below the context window
+    # (a vendor refuses a larger max_tokens outright).
+    max_output_tokens: int | None = None
     # Prices in micro-dollars per million tokens (integers: money is never a float here).
     input_price_micros_per_mtok: int = 0
     output_price_micros_per_mtok: int = 0
+
+    @property
+    def upstream_routes(self) -> tuple[UpstreamRoute, ...]:
+        return tuple(route for route in self.routes if isinstance(route, UpstreamRoute))
 
     @property
     def local_route(self) -> LocalRoute | None:
@@ -78,4 +95,6 @@ class CatalogEntry:
         }
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
+        if self.max_output_tokens is not None:
+            body["max_output_tokens"] = self.max_output_tokens
         return body

@@ -13,7 +13,7 @@ from apps.catalog import selectors
 from apps.catalog.entries import Kind
 from apps.providers.errors import ProviderError
 from apps.providers.local import BUILTIN_WEIGHTS, resolve_weights
-from apps.providers.registry import provider_for
+from apps.providers.registry import local_engine
 from tests.live import run_engine
 
 
@@ -40,7 +40,7 @@ def operator_catalog(tmp_path):
 
 def _chunks(entry, body):
     async def collect():
-        return [chunk async for chunk in provider_for(entry).chat_stream(entry, body)]
+        return [chunk async for chunk in local_engine().chat_stream(entry, body)]
 
     return asyncio.run(collect())
 

@@ -83,13 +83,15 @@ BOUND_CASES = ["a", " ", "a b c d e f", "x" * 300, "Ünïcödé ✓ — ﬁne", 
     [("plugsky-embed", "E5Embedder"), ("plugsky-embed-minilm", "MiniLMEmbedder")],
 )
 def test_the_hold_bound_of_an_input_is_at_least_what_the_model_counts(model, embedder_class):
+    from asgiref.sync import async_to_sync
+
     from apps.catalog.selectors import catalog_model
     from apps.protocol.openai import EmbeddingRequest
     from apps.providers import local
     from apps.providers.registry import serving_provider
 
     entry = catalog_model(model)
-    provider = serving_provider(entry)
+    provider = async_to_sync(serving_provider)(entry)
     embedder = getattr(local, embedder_class)()
     for text in BOUND_CASES:
         counted = embedder.count_tokens(text.replace("\x00", " "))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -54,7 +55,7 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | C
             max_prompt_tokens=0,
             max_completion_tokens=max_output * request.n,
         )
-    provider = serving_provider(entry)
+    provider = await serving_provider(entry, affinity_key=_affinity_key(request))
     meter = await meter_open(
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
@@ -88,6 +89,13 @@ async def _respond(
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
     return await _collect(chunks, meter, usage, view)
+
+
+def _affinity_key(request: ChatCompletionRequest) -> str:
+    """The conversation's start: calls that share it go to the same replica of a self-hosted
+    route, whose prompt cache then holds it."""
+    start = [message.model_dump(include={"role", "content"}) for message in request.messages[:2]]
+    return hashlib.sha256(json.dumps(start, sort_keys=True).encode()).hexdigest()
 
 
 def _limit_param(request: ChatCompletionRequest) -> str:

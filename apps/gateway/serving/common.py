@@ -98,16 +98,18 @@ def end_user_of(user: str | None) -> str:
 
 
 def output_limit_check(limit: int | None, entry: CatalogEntry, *, param: str) -> int:
-    """The most tokens one choice may generate: `limit`, or the whole context window.
+    """The most tokens one choice may generate: `limit`, or all the model allows (its context
+    window, or the smaller output limit some upstream models have).
 
-    A limit above the context window is a 400, as OpenAI answers it, not silently lowered.
+    A limit above that is a 400, as OpenAI answers it, not silently lowered.
     """
+    most = min(entry.context_length, entry.max_output_tokens or entry.context_length)
     if limit is None:
-        return entry.context_length
-    if limit > entry.context_length:
+        return most
+    if limit > most:
         raise errors.invalid_value(
             f"{param} is too large: {limit}. This model supports at most "
-            f"{entry.context_length} completion tokens, whereas you provided {limit}.",
+            f"{most} completion tokens, whereas you provided {limit}.",
             param=param,
             code="invalid_value",
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +38,7 @@ async def create(request: CompletionRequest, ctx: CallContext) -> Priced | Chunk
     choices = _choices_check(request)
     end_user = end_user_of(request.user)
     max_output = output_limit_check(request.max_tokens or 16, entry, param="max_tokens")
-    provider = serving_provider(entry)
+    provider = await serving_provider(entry, affinity_key=_affinity_key(request))
     meter = await meter_open(
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
@@ -69,6 +71,12 @@ async def _respond(
             usage_envelope=(lambda: view.envelope([])) if request.include_usage else None,
         )
     return await _collect(chunks, meter, usage, view)
+
+
+def _affinity_key(request: CompletionRequest) -> str:
+    """The first prompt's start: see chat's."""
+    start = request.prompts[0][:256]
+    return hashlib.sha256(json.dumps(start).encode()).hexdigest()
 
 
 def _choices_check(request: CompletionRequest) -> int:

@@ -24,7 +24,7 @@ async def create(request: EmbeddingRequest, ctx: CallContext) -> Priced:
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     _check_dimensions(request, entry)
     end_user = end_user_of(request.user)
-    provider = serving_provider(entry)
+    provider = await serving_provider(entry)
     meter = await meter_open(
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,

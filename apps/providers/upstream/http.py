@@ -166,7 +166,14 @@ def status_error(
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """A Retry-After header in seconds (delta or HTTP date), or None."""
+    """A Retry-After header in seconds (delta or HTTP date), or None.
+
+    OpenAI's `retry-after-ms` comes first where sent: it is the finer of the two.
+    """
+    try:
+        return max(0.0, float(response.headers["retry-after-ms"]) / 1000)
+    except (KeyError, ValueError):
+        pass
     value = response.headers.get("retry-after")
     if not value:
         return None

@@ -1,0 +1,1 @@
+"""Loopback fakes of outside HTTP services, written from their published references."""
