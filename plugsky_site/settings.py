@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.gateway",
     "apps.usage",
     "apps.billing",
+    "apps.responses",
     "apps.site",
     "apps.dashboard",
     "apps.tester",

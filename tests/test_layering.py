@@ -26,7 +26,13 @@ ALLOWED: dict[str, set[str]] = {
     "usage": {"accounts", "keys"},
     "billing": {"accounts", "keys", "usage", "catalog"},
     "onboarding": {"accounts", "billing"},
-    "gateway": {"accounts", "keys", "usage", "billing", "catalog", "providers", "protocol"},
+    "gateway": {
+        *("accounts", "keys", "usage", "billing", "catalog", "providers", "protocol"),
+        "responses",
+    },
+    "responses": {"accounts"},  # stored Responses API objects, per organization
+    # The organization admin API: sits on keys, usage and billing, like the dashboard.
+    "admin_api": {"accounts", "keys", "usage", "billing", "catalog", "protocol"},
     "catalog": {"providers"},
     "providers": {"catalog", "protocol"},
     "engine": {"catalog", "providers", "protocol"},  # the process that hosts the local provider

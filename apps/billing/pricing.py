@@ -17,7 +17,7 @@ micros, "0.000000" for a call that was not billed.
 
 from __future__ import annotations
 
-from apps.catalog.entries import CatalogEntry, Kind
+from apps.catalog.entries import CatalogEntry, Kind, UpstreamRoute
 
 MICROS_PER_DOLLAR = 1_000_000
 MICROS_PER_CENT = 10_000
@@ -26,17 +26,46 @@ TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
 COST_HEADER = "x-plugsky-cost"
 
 
-def call_cost_micros(*, entry: CatalogEntry, prompt_tokens: int, completion_tokens: int) -> int:
-    """The cost of one call in micro-dollars, rounded up once per call (see module docstring)."""
+def call_cost_micros(
+    *, entry: CatalogEntry, prompt_tokens: int, completion_tokens: int, route_index: int = 0
+) -> int:
+    """The cost of one call in micro-dollars, rounded up once per call (see module docstring),
+    at the prices of the route that served it (a route may price differently from its entry)."""
     if prompt_tokens < 0 or completion_tokens < 0:
         raise ValueError("token counts cannot be negative")
     if entry.kind == Kind.EMBEDDING:
         completion_tokens = 0  # embeddings are priced on input only
-    exact_numerator = (
-        prompt_tokens * entry.input_price_micros_per_mtok
-        + completion_tokens * entry.output_price_micros_per_mtok
-    )
+    input_price, output_price = route_prices(entry, route_index)
+    exact_numerator = prompt_tokens * input_price + completion_tokens * output_price
     return -(-exact_numerator // TOKENS_PER_PRICE_UNIT)  # ceiling division on integers
+
+
+def worst_case_cost_micros(
+    *, entry: CatalogEntry, prompt_tokens: int, completion_tokens: int
+) -> int:
+    """The most the call can cost on any of the entry's routes: what its hold must cover."""
+    return max(
+        call_cost_micros(
+            entry=entry,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            route_index=index,
+        )
+        for index in range(max(len(entry.routes), 1))
+    )
+
+
+def route_prices(entry: CatalogEntry, route_index: int) -> tuple[int, int]:
+    """(input, output) micro-dollars per million tokens on the entry's route `route_index`."""
+    input_price = entry.input_price_micros_per_mtok
+    output_price = entry.output_price_micros_per_mtok
+    route = entry.routes[route_index] if route_index < len(entry.routes) else None
+    if isinstance(route, UpstreamRoute):
+        if route.input_price_micros_per_mtok is not None:
+            input_price = route.input_price_micros_per_mtok
+        if route.output_price_micros_per_mtok is not None:
+            output_price = route.output_price_micros_per_mtok
+    return input_price, output_price
 
 
 def cost_header_value(cost_micros: int) -> str:

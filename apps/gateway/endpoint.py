@@ -4,7 +4,8 @@ errors, headers.
 Views stay thin: a handler receives an authenticated, admitted request and returns a response or
 raises APIError; this module turns everything else into OpenAI's envelope (an unavailable database
 or Redis into a 503 to retry, never a 500) and adds the `x-ratelimit-*` headers of every limit the
-request counted against, to errors too.
+request counted against, to errors too. An endpoint of another vendor's API (Anthropic's Messages)
+names the envelope its errors are rendered in (`errors_as`).
 """
 
 from __future__ import annotations
@@ -31,13 +32,21 @@ from apps.protocol import errors
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[HttpResponseBase]]
+# Renders an APIError for the client: OpenAI's envelope unless the endpoint names another.
+ErrorRenderer = Callable[[errors.APIError, HttpRequest], HttpResponseBase]
+
+
+def openai_error(error: errors.APIError, request: HttpRequest) -> HttpResponseBase:
+    return error.response()
 
 
 def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
-def endpoint(*methods: str) -> Callable[[Handler], Callable[..., Any]]:
+def endpoint(
+    *methods: str, errors_as: ErrorRenderer = openai_error
+) -> Callable[[Handler], Callable[..., Any]]:
     """Wrap an async handler as an authenticated /v1 view that accepts `methods`."""
 
     def decorate(handler: Handler) -> Callable[..., Any]:
@@ -50,7 +59,9 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[..., Any]]:
             admission = Admission()
             try:
                 with request_limits() as limits:
-                    response = await _respond(handler, methods, admission, request, *args, **kwargs)
+                    response = await _respond(
+                        handler, methods, admission, errors_as, request, *args, **kwargs
+                    )
             except BaseException:  # cancelled: the client left before there was a response
                 await admission.release()
                 raise
@@ -70,6 +81,7 @@ async def _respond(
     handler: Handler,
     methods: tuple[str, ...],
     admission: Admission,
+    errors_as: ErrorRenderer,
     request: HttpRequest,
     *args: Any,
     **kwargs: Any,
@@ -77,19 +89,20 @@ async def _respond(
     try:
         return await _dispatch(handler, methods, admission, request, *args, **kwargs)
     except errors.APIError as error:
-        return error.response()
+        return errors_as(error, request)
     except RequestDataTooBig:
-        return errors.request_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE).response()
+        return errors_as(errors.request_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), request)
     except (DatabaseOperationalError, redis.ConnectionError, redis.TimeoutError):
         # A pool timeout or an unreachable database or Redis: the caller may retry.
         logger.warning("backend unavailable in %s %s", request.method, request.path, exc_info=True)
-        return errors.service_unavailable(
+        unavailable = errors.service_unavailable(
             "The server is temporarily unable to handle your request. Please retry shortly.",
             retry_after_s=2,
-        ).response()
+        )
+        return errors_as(unavailable, request)
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
-        return errors.internal_error().response()
+        return errors_as(errors.internal_error(), request)
 
 
 async def _dispatch(
@@ -105,7 +118,9 @@ async def _dispatch(
         raise errors.method_not_allowed(method, request.path, list(methods))
     admission.take_process_slot()
     try:
-        identity = await authenticate_async(request.headers.get("Authorization"))
+        identity = await authenticate_async(
+            request.headers.get("Authorization"), api_key=request.headers.get("x-api-key")
+        )
     except InvalidAPIKey as failure:
         raise errors.invalid_api_key(str(failure)) from None
     request.identity = identity  # type: ignore[attr-defined]

@@ -52,10 +52,11 @@ from django.db import DatabaseError
 from apps.billing.errors import AlreadySettled, InsufficientCredit, SpendLimitExceeded
 from apps.billing.holds import credit_hold, credit_hold_extend, credit_precheck, credit_settle
 from apps.billing.models import CreditHold
-from apps.billing.pricing import call_cost_micros, usd_display
+from apps.billing.pricing import call_cost_micros, usd_display, worst_case_cost_micros
 from apps.catalog.entries import CatalogEntry
 from apps.gateway.ratelimit import rate_limit_tokens_take
 from apps.protocol.errors import APIError
+from apps.providers.base import Usage
 from apps.usage.models import UsageRecord
 from apps.usage.services import CallOutcome
 from plugsky_site.db import db_call
@@ -143,7 +144,7 @@ async def meter_precheck(
     max_completion_tokens: int,
 ) -> None:
     """429 at once (one read) when even this part of the worst case could not be held."""
-    amount = call_cost_micros(
+    amount = worst_case_cost_micros(
         entry=entry, prompt_tokens=max_prompt_tokens, completion_tokens=max_completion_tokens
     )
     if amount == 0:
@@ -179,7 +180,7 @@ async def meter_open(
     await rate_limit_tokens_take(
         key_id=api_key_id, tokens=max_prompt_tokens + max_completion_tokens
     )
-    worst_case = call_cost_micros(
+    worst_case = worst_case_cost_micros(
         entry=entry, prompt_tokens=max_prompt_tokens, completion_tokens=max_completion_tokens
     )
     meter_with = functools.partial(
@@ -229,8 +230,7 @@ async def _settle_abandoned(
         return  # refused or failed: nothing is held
     await meter_close(
         meter_with(hold=hold),
-        prompt_tokens=0,
-        completion_tokens=0,
+        usage=Usage(),
         status=499,
         error_code="client_disconnected",
         client_disconnected=True,
@@ -259,8 +259,7 @@ async def _keep_alive(meter: Meter) -> None:
 async def meter_close(
     meter: Meter,
     *,
-    prompt_tokens: int,
-    completion_tokens: int,
+    usage: Usage,
     status: int,
     error_code: str = "",
     client_disconnected: bool = False,
@@ -275,10 +274,14 @@ async def meter_close(
     if meter.keeper is not None:
         meter.keeper.cancel()
     is_billed = status < 400 or (client_disconnected and status < 500)
+    prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
     _check_bounds(meter, prompt_tokens, completion_tokens)
     cost_micros = (
         call_cost_micros(
-            entry=meter.entry, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            entry=meter.entry,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            route_index=usage.route_index,
         )
         if is_billed
         else 0
@@ -291,6 +294,12 @@ async def meter_close(
         model=meter.entry.id,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        provider=usage.provider,
+        route_index=usage.route_index,
+        upstream_model=usage.upstream_model,
+        upstream_request_id=usage.upstream_request_id,
         latency_ms=int((time.monotonic() - meter.started) * 1000),
         status=status,
         error_code=error_code,

@@ -4,6 +4,9 @@
 answer with an HTML page of its own: a 400 for a disallowed Host (any SuspiciousOperation), a 404
 or 500 page, a 403 from a middleware, or in the ASGI handler a 400 for an undecodable request.
 `v1_error_envelope` (first in MIDDLEWARE) and plugsky_site.asgi turn those into the envelope.
+
+Being first, it also answers CORS for /v1 (apps.gateway.cors): preflights before anything else
+runs (no key, no limits), and the CORS headers on every /v1 response, Django's own included.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
+from apps.gateway import cors
 from apps.gateway.endpoint import new_request_id
 from apps.protocol import errors
 
@@ -42,7 +46,7 @@ def envelope_for_status(status: int) -> HttpResponseBase:
         )
     response = error.response()
     response["x-request-id"] = new_request_id()
-    return response
+    return cors.with_cors_headers(response)
 
 
 def _is_django_page(response: HttpResponseBase) -> bool:
@@ -52,9 +56,15 @@ def _is_django_page(response: HttpResponseBase) -> bool:
 
 
 def _enveloped(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    if is_v1_path(request.path_info) and _is_django_page(response):
+    if not is_v1_path(request.path_info):
+        return response
+    if _is_django_page(response):
         return envelope_for_status(response.status_code)
-    return response
+    return cors.with_cors_headers(response)
+
+
+def _is_v1_preflight(request: HttpRequest) -> bool:
+    return request.method == "OPTIONS" and is_v1_path(request.path_info)
 
 
 @sync_and_async_middleware
@@ -64,11 +74,15 @@ def v1_error_envelope(
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponseBase:
+            if _is_v1_preflight(request):
+                return cors.preflight_response(request)
             return _enveloped(request, await get_response(request))
 
     else:
 
         def middleware(request: HttpRequest) -> HttpResponseBase:  # type: ignore[misc]
+            if _is_v1_preflight(request):
+                return cors.preflight_response(request)
             return _enveloped(request, get_response(request))  # type: ignore[arg-type]
 
     return middleware

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
+
+from apps.gateway.serving.common import ChunkStream
 
 DONE = b"data: [DONE]\n\n"
 
@@ -15,7 +17,7 @@ def event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def streaming_response(chunks: AsyncGenerator[dict[str, Any], None]) -> StreamingHttpResponse:
+def streaming_response(chunks: ChunkStream) -> StreamingHttpResponse:
     """A 200 SSE response of a serving stream's chunks, ended with `[DONE]`."""
     response = StreamingHttpResponse(_events(chunks), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -23,7 +25,7 @@ def streaming_response(chunks: AsyncGenerator[dict[str, Any], None]) -> Streamin
     return response
 
 
-async def _events(chunks: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[bytes]:
+async def _events(chunks: ChunkStream) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
             yield event(chunk)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from apps.gateway import views
+from apps.gateway import messages_views, responses_views, views
 from apps.gateway.endpoint import unknown_v1_path
 
 urlpatterns = [
@@ -9,5 +9,10 @@ urlpatterns = [
     path("embeddings", views.embeddings_create),
     path("models", views.models_list),
     path("models/<path:model_id>", views.model_retrieve),
+    path("responses", responses_views.responses_create),
+    path("responses/<str:response_id>", responses_views.response_detail),
+    path("responses/<str:response_id>/input_items", responses_views.response_input_items),
+    path("messages", messages_views.messages_create),
+    path("messages/count_tokens", messages_views.messages_count_tokens),
     re_path(r"^.*$", unknown_v1_path),
 ]

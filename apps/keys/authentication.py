@@ -1,4 +1,4 @@
-"""Authenticate `Authorization: Bearer sk-live-…` for /v1.
+"""Authenticate `Authorization: Bearer sk-live-…` (or Anthropic's `x-api-key: sk-live-…`) for /v1.
 
 The identity of a key is cached in Redis (shared by every process) for a short TTL. Revocation
 writes a tombstone over it, so revoking takes effect on the very next request everywhere.
@@ -42,7 +42,10 @@ class KeyIdentity:
         return not self.allowed_models or model_id in self.allowed_models
 
 
-def _presented_key(authorization: str | None) -> str:
+def _presented_key(authorization: str | None, api_key: str | None) -> str:
+    # Anthropic's SDKs send the key as `x-api-key`; it names the key alone, without a scheme.
+    if api_key and api_key.strip():
+        return api_key.strip()
     if not authorization:
         raise InvalidAPIKey(_MISSING_MESSAGE)
     scheme, _, raw_key = authorization.strip().partition(" ")
@@ -78,9 +81,9 @@ def _load_identity(digest: str) -> KeyIdentity | str:
     )
 
 
-def authenticate(authorization: str | None) -> KeyIdentity:
-    """The identity behind an Authorization header, or InvalidAPIKey."""
-    raw_key = _presented_key(authorization)
+def authenticate(authorization: str | None, *, api_key: str | None = None) -> KeyIdentity:
+    """The identity behind an `x-api-key` or else an Authorization header, or InvalidAPIKey."""
+    raw_key = _presented_key(authorization, api_key)
     if not secrets.is_well_formed(raw_key):
         raise _incorrect(raw_key)
     digest = secrets.digest(raw_key)
@@ -106,10 +109,12 @@ def _touch(key_id: int, now: datetime) -> None:
         APIKey.objects.filter(pk=key_id).update(last_used_at=now)
 
 
-async def authenticate_async(authorization: str | None) -> KeyIdentity:
+async def authenticate_async(
+    authorization: str | None, *, api_key: str | None = None
+) -> KeyIdentity:
     """`authenticate` off the event loop, its database connection handed back as soon as it is done.
 
     Under Django's ASGI handler a plain `sync_to_async` call would run on the request's own thread
     and keep that thread's connection until the request ends (minutes, for a stream).
     """
-    return await db_call(authenticate, authorization)
+    return await db_call(authenticate, authorization, api_key=api_key)

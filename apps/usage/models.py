@@ -21,6 +21,14 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=128)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)  # part of prompt_tokens
+    reasoning_tokens = models.PositiveIntegerField(default=0)  # part of completion_tokens
+    # Who answered: the provider ("local", "openai", …), which of the model's routes (its prices
+    # were charged), and the upstream's own names for the model and the call.
+    provider = models.CharField(max_length=32, blank=True)
+    route_index = models.PositiveSmallIntegerField(default=0)
+    upstream_model = models.CharField(max_length=128, blank=True)
+    upstream_request_id = models.CharField(max_length=128, blank=True)
     cost_micros = models.BigIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     status = models.PositiveSmallIntegerField()  # the HTTP status the caller saw

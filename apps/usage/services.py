@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 _COUNT_MAXIMA = {
     "prompt_tokens": 2**31 - 1,
     "completion_tokens": 2**31 - 1,
+    "cached_tokens": 2**31 - 1,
+    "reasoning_tokens": 2**31 - 1,
+    "route_index": 2**15 - 1,
     "latency_ms": 2**31 - 1,
     "status": 2**15 - 1,
 }
@@ -41,6 +44,12 @@ class CallOutcome:
     is_client_disconnect: bool = False
     is_tester: bool = False
     end_user: str = ""
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    provider: str = ""
+    route_index: int = 0
+    upstream_model: str = ""
+    upstream_request_id: str = ""
 
 
 def usage_record_create(*, outcome: CallOutcome, cost_micros: int = 0) -> UsageRecord:

@@ -10,6 +10,7 @@ from apps.billing.models import CreditHold, EntryKind, LedgerEntry
 from apps.billing.pricing import cost_header_value
 from apps.gateway.metering import meter_close, meter_open
 from apps.protocol.errors import APIError
+from apps.providers.base import Usage
 from apps.usage.models import UsageRecord
 from tests.billing.helpers import account, new_request_id, set_balance
 
@@ -31,8 +32,9 @@ def open_meter(organization, entry, *, api_key_id=None, prompt=100, max_completi
     )
 
 
-def close_meter(meter, **outcome):  # type: ignore[no-untyped-def]
-    return async_to_sync(meter_close)(meter, **outcome)
+def close_meter(meter, *, prompt_tokens, completion_tokens, **outcome):  # type: ignore[no-untyped-def]
+    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    return async_to_sync(meter_close)(meter, usage=usage, **outcome)
 
 
 def test_a_completed_call_is_billed_exactly(organization, priced_entry):
@@ -174,6 +176,6 @@ async def test_a_closed_meter_stops_keeping_its_hold_alive(organization, priced_
         is_stream=False,
     )
     assert meter.keeper is not None and not meter.keeper.done()
-    await meter_close(meter, prompt_tokens=1, completion_tokens=1, status=200)
+    await meter_close(meter, usage=Usage(prompt_tokens=1, completion_tokens=1), status=200)
     await asyncio.sleep(0)
     assert meter.keeper.cancelled()

@@ -134,10 +134,27 @@ class Priced:
     cost_micros: int
 
 
-# The OpenAI chunks of a streamed call, its first already produced (see `generation`): closing it
-# early (a client gone) settles the call for what was generated. The usage chunk, when the
-# request asked for it, carries the charged cost.
-ChunkStream = AsyncGenerator[dict[str, Any], None]
+class ChunkStream:
+    """The OpenAI chunks of a streamed call, its first already produced (see `generation`).
+
+    Closing it early (a client gone) settles the call for what was generated. The usage chunk,
+    when the request asked for it, carries the charged cost; `usage` is what the call has used
+    so far, for translations that must report input tokens before the end (Anthropic's
+    `message_start`): the prompt is counted by the time the first chunk exists.
+    """
+
+    def __init__(self, chunks: AsyncGenerator[dict[str, Any], None], usage: Usage) -> None:
+        self._chunks = chunks
+        self.usage = usage
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
 
 
 def usage_body(usage: Usage, cost_micros: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from apps.gateway.metering import Meter, meter_close
@@ -40,8 +40,7 @@ async def close_meter_safely(
     """Settle once; meter_close goes on even while the surrounding task is being cancelled."""
     return await meter_close(
         meter,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
+        usage=usage,
         status=status,
         error_code=error_code,
         client_disconnected=client_disconnected,
@@ -104,7 +103,7 @@ async def stream_started(
     """
     chunks = _client_chunks(stream, meter, usage, convert=convert, usage_envelope=usage_envelope)
     first = await anext(chunks, None)  # None: a backend that streamed nothing, asked no usage
-    return _prepended(first, chunks)
+    return ChunkStream(_prepended(first, chunks), usage)
 
 
 async def _client_chunks(
@@ -114,7 +113,7 @@ async def _client_chunks(
     *,
     convert: Callable[[Chunk], list[Chunk]],
     usage_envelope: Callable[[], Chunk] | None,
-) -> ChunkStream:
+) -> AsyncGenerator[Chunk, None]:
     """The chunks of a streamed call, settling its meter exactly once.
 
     `convert` turns a provider chunk into client chunks; `usage_envelope` (when the client
@@ -156,7 +155,9 @@ def _api_error(failure: Exception) -> errors.APIError:
     return errors.internal_error()
 
 
-async def _prepended(first: Chunk | None, rest: ChunkStream) -> ChunkStream:
+async def _prepended(
+    first: Chunk | None, rest: AsyncGenerator[Chunk, None]
+) -> AsyncGenerator[Chunk, None]:
     try:
         if first is not None:
             yield first

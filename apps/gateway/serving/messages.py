@@ -1,0 +1,239 @@
+"""POST /v1/messages (Anthropic's Messages API) as a translation onto the chat serving core.
+
+A Messages request becomes the ChatCompletionRequest it means (validated like any chat request),
+`chat.create` serves and bills it on whatever route the model has, and its answer is translated
+back: a message object, or Anthropic's stream of events (apps.gateway.serving.message_events).
+
+What does not translate, and why:
+- `top_k` is accepted and not applied: the chat core samples with temperature and top_p only.
+- `stop_reason` is `end_turn` also when a stop sequence ended the text: the chat core reports
+  both as `stop` and does not say which sequence matched, so `stop_sequence` stays null.
+- Anthropic's `input_tokens` excludes cached input (`cache_read_input_tokens`); the chat core
+  counts cached tokens inside `prompt_tokens`, so they are subtracted here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from apps.gateway.serving import chat
+from apps.gateway.serving.common import CallContext, Priced, resolve_model
+from apps.gateway.serving.message_events import (
+    EventStream,
+    message_events,
+    message_usage,
+    stop_reason,
+)
+from apps.protocol import errors
+from apps.protocol.anthropic import (
+    ContentBlock,
+    CountTokensRequest,
+    ImageBlock,
+    MessagesRequest,
+    TextBlock,
+    ThinkingBlock,
+    ToolChoice,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from apps.protocol.openai import ChatCompletionRequest, request_validate
+
+
+async def create(request: MessagesRequest, ctx: CallContext) -> Priced | EventStream:
+    """A finished, billed message, or its events (the stream settles the call itself)."""
+    result = await chat.create(chat_request(request), ctx)
+    if isinstance(result, Priced):
+        return Priced(message_from(result.body, message_id=message_id(ctx)), result.cost_micros)
+    return message_events(result, message_id=message_id(ctx), model=request.model)
+
+
+async def count_tokens(request: CountTokensRequest, ctx: CallContext) -> dict[str, Any]:
+    """`{"input_tokens": n}`: not yet available, see the report in the module's tests.
+
+    The request is translated and checked as a real call would be, so that an invalid one gets
+    the same 400 it would get from /v1/messages. Counting itself needs the engine to tokenize a
+    rendered conversation, which it does not offer: an estimate or a paid one-token generation
+    would be passed off as a count, so the call is refused instead.
+    """
+    chat_request(request)
+    entry = resolve_model(request.model, endpoint=chat.ENDPOINT)
+    raise errors.invalid_value(
+        f"Token counting is not available yet for the model `{entry.id}`.",
+        param=None,
+        code="count_tokens_unavailable",
+    )
+
+
+def message_id(ctx: CallContext) -> str:
+    return "msg_" + ctx.request_id.removeprefix("req_")
+
+
+# --- Anthropic request → OpenAI chat request ------------------------------------------------
+
+
+def chat_request(request: MessagesRequest | CountTokensRequest) -> ChatCompletionRequest:
+    """The chat request a Messages request means, validated as the chat endpoint validates."""
+    document: dict[str, Any] = {"model": request.model, "messages": _chat_messages(request)}
+    if request.tools:
+        document["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    **({"description": tool.description} if tool.description else {}),
+                    "parameters": tool.input_schema,
+                },
+            }
+            for tool in request.tools
+        ]
+    if request.tool_choice is not None:
+        document.update(_tool_choice(request.tool_choice))
+    if isinstance(request, MessagesRequest):
+        document.update(_sampling(request))
+    return request_validate(document, ChatCompletionRequest)
+
+
+def _sampling(request: MessagesRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {"max_tokens": request.max_tokens}
+    if request.stop_sequences:
+        fields["stop"] = request.stop_sequences
+    if request.temperature is not None:
+        fields["temperature"] = request.temperature
+    if request.top_p is not None:
+        fields["top_p"] = request.top_p
+    if request.metadata is not None and request.metadata.user_id is not None:
+        fields["user"] = request.metadata.user_id
+    if request.stream:
+        # The usage chunk carries the final counts that message_delta reports.
+        fields["stream"] = True
+        fields["stream_options"] = {"include_usage": True}
+    return fields
+
+
+def _tool_choice(choice: ToolChoice) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if choice.type == "tool":
+        fields["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    else:
+        fields["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+    if choice.disable_parallel_tool_use:
+        fields["parallel_tool_calls"] = False
+    return fields
+
+
+def _chat_messages(request: MessagesRequest | CountTokensRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if isinstance(request.system, str) and request.system:
+        messages.append({"role": "system", "content": request.system})
+    elif isinstance(request.system, list) and request.system:
+        parts = [{"type": "text", "text": block.text} for block in request.system]
+        messages.append({"role": "system", "content": parts})
+    for index, message in enumerate(request.messages):
+        if isinstance(message.content, str):
+            messages.append({"role": message.role, "content": message.content})
+        elif message.role == "user":
+            messages.extend(_user_turn(message.content, index))
+        else:
+            messages.append(_assistant_turn(message.content, index))
+    return messages
+
+
+def _user_turn(blocks: list[ContentBlock], index: int) -> list[dict[str, Any]]:
+    """Tool results first (OpenAI wants them right after the calls), then the user's parts."""
+    results: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for position, block in enumerate(blocks):
+        where = f"messages.{index}.content.{position}"
+        if isinstance(block, ToolResultBlock):
+            results.append(_tool_message(block, where))
+        elif isinstance(block, TextBlock | ImageBlock):
+            parts.append(_part(block))
+        else:
+            raise _misplaced(block.type, "user", where)
+    return results + ([{"role": "user", "content": parts}] if parts else [])
+
+
+def _assistant_turn(blocks: list[ContentBlock], index: int) -> dict[str, Any]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for position, block in enumerate(blocks):
+        if isinstance(block, TextBlock):
+            texts.append(block.text)
+        elif isinstance(block, ToolUseBlock):
+            arguments = json.dumps(block.input, separators=(",", ":"))
+            calls.append(
+                {
+                    "id": block.id,
+                    "type": "function",
+                    "function": {"name": block.name, "arguments": arguments},
+                }
+            )
+        elif not isinstance(block, ThinkingBlock):  # earlier reasoning is not replayed
+            raise _misplaced(block.type, "assistant", f"messages.{index}.content.{position}")
+    turn: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        turn["tool_calls"] = calls
+    elif not texts:
+        turn["content"] = ""
+    return turn
+
+
+def _tool_message(block: ToolResultBlock, where: str) -> dict[str, Any]:
+    if isinstance(block.content, str):
+        text = block.content
+    else:
+        if any(isinstance(part, ImageBlock) for part in block.content):
+            raise errors.invalid_value(
+                f"{where}.content: images in tool results are not supported.", param=None
+            )
+        text = "\n".join(part.text for part in block.content if isinstance(part, TextBlock))
+    if block.is_error:
+        text = f"Error: {text}"  # the chat core has no error flag on a tool result
+    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text}
+
+
+def _part(block: TextBlock | ImageBlock) -> dict[str, Any]:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    source = block.source
+    url = source.url if source.type == "url" else f"data:{source.media_type};base64,{source.data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _misplaced(block_type: str, role: str, where: str) -> errors.APIError:
+    return errors.invalid_value(
+        f"{where}: a `{block_type}` block cannot be part of a message with role `{role}`.",
+        param=None,
+    )
+
+
+# --- OpenAI chat completion → Anthropic message ---------------------------------------------
+
+
+def message_from(completion: dict[str, Any], *, message_id: str) -> dict[str, Any]:
+    choice = completion["choices"][0]
+    reply = choice["message"]
+    content: list[dict[str, Any]] = []
+    if reply.get("content"):
+        content.append({"type": "text", "text": reply["content"]})
+    for call in reply.get("tool_calls") or []:
+        function = call["function"]
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call["id"],
+                "name": function["name"],
+                "input": json.loads(function["arguments"]),
+            }
+        )
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": completion["model"],
+        "content": content,
+        "stop_reason": stop_reason(choice["finish_reason"]),
+        "stop_sequence": None,
+        "usage": message_usage(completion["usage"]),
+    }
