@@ -240,6 +240,10 @@ if IS_PRODUCTION and PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS:
     raise ImproperlyConfigured("PLUGSKY_IMAGE_FETCH_ALLOWED_NETWORKS must be empty in production")
 # Operator-added models (local GGUF files with their SHA-256, upstream routes): a JSON file.
 PLUGSKY_CATALOG_FILE = env_str("PLUGSKY_CATALOG_FILE")
+# A route's circuit breaker (apps/providers/upstream/breaker.py), shared through Redis.
+PLUGSKY_BREAKER_FAILURES = env_int("PLUGSKY_BREAKER_FAILURES", 5)
+PLUGSKY_BREAKER_WINDOW_S = env_int("PLUGSKY_BREAKER_WINDOW_S", 60)
+PLUGSKY_BREAKER_COOLDOWN_S = env_int("PLUGSKY_BREAKER_COOLDOWN_S", 30)
 # Which built-in models the local engine loads ("all", or a comma-separated list of ids).
 PLUGSKY_LOCAL_MODELS = env_list("PLUGSKY_LOCAL_MODELS", ["all"])
 # The engine process that runs the built-in models (`python -m apps.engine`): http://host:port

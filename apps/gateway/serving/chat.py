@@ -128,7 +128,7 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
 
 @dataclass
 class _ChunkView:
-    """Turns engine chunks into the chunks and message OpenAI clients expect."""
+    """Turns provider chunks into the chunks and message OpenAI clients expect."""
 
     ctx: CallContext
     entry: CatalogEntry

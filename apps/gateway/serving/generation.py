@@ -1,8 +1,8 @@
-"""Exact token counts of a generation as its chunks flow, and settling its meter once.
+"""Settling a generation's meter exactly once, from the Usage its provider keeps current.
 
 Every generation runs as a stream inside, also for non-streaming requests: a client that goes
-away cancels the stream, which frees the engine's slot, and the tokens generated until then are
-known exactly (llama.cpp reports `timings.predicted_n` with each chunk).
+away closes the provider's stream, which cancels the work upstream, and the provider's Usage
+says what was generated until then.
 
 Every call is settled exactly once, however it ends: a serving module does everything after
 `meter_open` inside `settled_on_failure`, and a stream settles itself in `stream_started`'s
