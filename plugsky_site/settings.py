@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.responses",
     "apps.site",
     "apps.dashboard",
+    "apps.admin_api",
     "apps.tester",
 ]
 

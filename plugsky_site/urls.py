@@ -7,6 +7,7 @@ from plugsky_site import health
 urlpatterns = [
     path("healthz", health.healthz),
     path("readyz", health.readyz),
+    path("v1/organization/", include("apps.admin_api.urls")),
     path("v1/", include("apps.gateway.urls")),
     re_path(r"^v1$", unknown_v1_path),
     path("billing/", include("apps.billing.urls")),

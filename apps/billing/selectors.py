@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import BigIntegerField, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Trunc
 
 from apps.accounts.models import Membership, Organization, Role
 from apps.billing import stripe_gateway
-from apps.billing.models import CreditAccount, CreditHold, HoldStatus, LedgerEntry
+from apps.billing.models import CreditAccount, CreditHold, EntryKind, HoldStatus, LedgerEntry
 
 
 def month_start(moment: datetime) -> date:
@@ -82,3 +83,70 @@ def ledger_drifts() -> list[Drift]:
         .values_list("pk", "balance", "ledger", "held", "active_holds")
     )
     return [Drift(*row) for row in rows]
+
+
+# --- Costs, holds and grants (the organization admin API) ----------------------------------------
+
+_COST_GROUP_COLUMNS = {"line_item": "usage_record__model", "api_key_id": "usage_record__api_key_id"}
+
+
+@dataclass(frozen=True)
+class CostBucketRow:
+    """The usage debits of one group in one UTC day; a group is None when not grouped by it."""
+
+    day_start: datetime
+    model: str | None
+    api_key_id: int | None
+    amount_micros: int
+
+
+def usage_debits_buckets(
+    *,
+    organization_id: int,
+    start: datetime,
+    end: datetime,
+    group_by: Sequence[str] = (),
+    api_key_ids: Sequence[int] = (),
+) -> list[CostBucketRow]:
+    """What the ledger debited for usage per UTC day in [start, end), as positive micro-dollars;
+    `group_by` "line_item" (the model) and/or "api_key_id"."""
+    entries = LedgerEntry.objects.filter(
+        organization_id=organization_id,
+        kind=EntryKind.USAGE,
+        created_at__gte=start,
+        created_at__lt=end,
+    )
+    if api_key_ids:
+        entries = entries.filter(usage_record__api_key_id__in=list(api_key_ids))
+    columns = [_COST_GROUP_COLUMNS[name] for name in group_by]
+    rows = (
+        entries.annotate(day=Trunc("created_at", "day", tzinfo=UTC))
+        .values("day", *columns)
+        .annotate(debited=Sum("amount_micros"))
+        .order_by("day", *columns)
+    )
+    return [
+        CostBucketRow(
+            day_start=row["day"],
+            model=row.get("usage_record__model"),
+            api_key_id=row.get("usage_record__api_key_id"),
+            amount_micros=-(row["debited"] or 0),
+        )
+        for row in rows
+    ]
+
+
+def active_holds_for(*, organization_id: int) -> QuerySet[CreditHold]:
+    """The credit reserved by the organization's calls in flight, oldest first."""
+    return CreditHold.objects.filter(
+        organization_id=organization_id, status=HoldStatus.ACTIVE
+    ).order_by("created_at", "pk")
+
+
+def credit_grants_for(*, organization_id: int, limit: int = 100) -> QuerySet[LedgerEntry]:
+    """The latest entries other than usage (trial, top-ups, refunds, adjustments), newest first."""
+    return (
+        LedgerEntry.objects.filter(organization_id=organization_id)
+        .exclude(kind=EntryKind.USAGE)
+        .order_by("-created_at", "-pk")[:limit]
+    )

@@ -56,3 +56,11 @@ class UsageRangeForm(forms.Form):
         if not self.is_valid():
             return 30, "model"
         return self.cleaned_data.get("days") or 30, self.cleaned_data.get("by") or "model"
+
+
+class AdminKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        label="Name",
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Finance export"}),
+    )

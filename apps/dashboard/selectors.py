@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.accounts.models import Invitation, Membership, Organization
 from apps.billing.models import EntryKind, LedgerEntry, SpendLimit, TopUp, TopUpStatus
 from apps.billing.selectors import credit_account_for, month_start
-from apps.keys.models import APIKey
+from apps.keys.models import AdminKey, APIKey
 from apps.usage.models import UsageDaily, UsageRecord
 
 TESTER_LABEL = "Tester"
@@ -273,3 +273,18 @@ def organizations_of(*, user_id: int) -> QuerySet[Membership]:
         .select_related("organization")
         .order_by("-organization__is_personal", "organization__name")
     )
+
+
+def admin_keys_for(*, organization: Organization) -> QuerySet[AdminKey]:
+    """The organization's live admin keys, newest first."""
+    return (
+        AdminKey.objects.filter(organization=organization, revoked_at__isnull=True)
+        .select_related("created_by")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def admin_key_of(*, organization: Organization, admin_key_id: int) -> AdminKey | None:
+    return AdminKey.objects.filter(
+        organization=organization, pk=admin_key_id, revoked_at__isnull=True
+    ).first()

@@ -30,5 +30,15 @@ urlpatterns = [
         name="member-remove",
     ),
     path("<int:organization_id>/organization/name/", views.organization_name, name="rename"),
+    path(
+        "<int:organization_id>/organization/admin-keys/",
+        views.admin_key_create,
+        name="admin-key-create",
+    ),
+    path(
+        "<int:organization_id>/organization/admin-keys/<int:admin_key_id>/revoke/",
+        views.admin_key_revoke,
+        name="admin-key-revoke",
+    ),
     path("<int:organization_id>/receipts/<int:topup_id>/", views.receipt, name="receipt"),
 ]

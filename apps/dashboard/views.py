@@ -27,12 +27,18 @@ from apps.accounts.services import (
     membership_role_change,
     organization_rename,
 )
+from apps.admin_api.audit import audit_events_for
 from apps.billing.pricing import cost_header_value
 from apps.dashboard import selectors
 from apps.dashboard.access import SESSION_KEY, Scope, organization_view, scope_for
 from apps.dashboard.charts import chart_payload
-from apps.dashboard.forms import KeyCreateForm, UsageRangeForm
-from apps.dashboard.services import api_key_create_with_limits, membership_remove_with_keys
+from apps.dashboard.forms import AdminKeyCreateForm, KeyCreateForm, UsageRangeForm
+from apps.dashboard.services import (
+    admin_key_create_audited,
+    admin_key_revoke_audited,
+    api_key_create_with_limits,
+    membership_remove_with_keys,
+)
 from apps.keys.services import api_key_revoke
 from apps.site.public import api_base_url, public_base_url
 from apps.usage.models import UsageRecord
@@ -222,14 +228,67 @@ def _organization_page(
         or OrganizationNameForm(initial={"name": scope.organization.name}),
         "roles": Role.choices,
         "error": forms.get("error", ""),
+        **_admin_context(scope, forms),
     }
     return _render(request, scope, "dashboard/organization.html", context, status)
+
+
+def _admin_context(scope: Scope, forms: dict[str, Any]) -> dict[str, Any]:
+    """Admin keys for owners (who alone create them), the audit log for owners and admins."""
+    is_owner = scope.membership.role == Role.OWNER
+    return {
+        "is_owner": is_owner,
+        "admin_keys": selectors.admin_keys_for(organization=scope.organization) if is_owner else [],
+        "admin_key_form": forms.get("admin_key_form") or AdminKeyCreateForm(),
+        "new_admin_key": forms.get("new_admin_key"),
+        "raw_admin_key": forms.get("raw_admin_key", ""),
+        "audit_events": audit_events_for(organization=scope.organization)
+        if scope.is_manager
+        else [],
+    }
 
 
 @require_GET
 @organization_view()
 def organization(request: HttpRequest, scope: Scope) -> HttpResponse:
     return _organization_page(request, scope)
+
+
+def _require_owner(scope: Scope) -> None:
+    if scope.membership.role != Role.OWNER:
+        raise PermissionDenied("Only owners manage admin keys.")
+
+
+@require_POST
+@organization_view(manager=True)
+def admin_key_create(request: HttpRequest, scope: Scope) -> HttpResponse:
+    _require_owner(scope)
+    form = AdminKeyCreateForm(request.POST)
+    if not form.is_valid():
+        return _organization_page(request, scope, status=400, admin_key_form=form)
+    admin_key, raw_key = admin_key_create_audited(
+        organization=scope.organization, created_by=scope.user, name=form.cleaned_data["name"]
+    )
+    # The only response that ever carries the full admin key: never cached, never stored.
+    response = _organization_page(
+        request, scope, status=201, new_admin_key=admin_key, raw_admin_key=raw_key
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@organization_view(manager=True)
+def admin_key_revoke(request: HttpRequest, scope: Scope, admin_key_id: int) -> HttpResponse:
+    _require_owner(scope)
+    admin_key = selectors.admin_key_of(organization=scope.organization, admin_key_id=admin_key_id)
+    if admin_key is None:
+        raise Http404("No such admin key.")
+    admin_key_revoke_audited(admin_key=admin_key, revoked_by=scope.user)
+    messages.success(
+        request, f"The admin key “{admin_key.name}” ({admin_key.display}) was revoked."
+    )
+    return redirect("dashboard:organization", organization_id=scope.organization.pk)
 
 
 @require_POST

@@ -24,6 +24,12 @@ _MISSING_MESSAGE = (
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). Create one in your Plugsky dashboard."
 )
 
+# An admin key works only on the organization admin API; say so rather than "incorrect key".
+_ADMIN_KEY_MESSAGE = (
+    "Admin keys (sk-admin-…) authenticate only the organization admin API "
+    "(/v1/organization/…). Use an API key (sk-live-…) here."
+)
+
 
 class InvalidAPIKey(Exception):
     """The request carries no usable API key; the message is safe to show the caller."""
@@ -84,6 +90,8 @@ def _load_identity(digest: str) -> KeyIdentity | str:
 def authenticate(authorization: str | None, *, api_key: str | None = None) -> KeyIdentity:
     """The identity behind an `x-api-key` or else an Authorization header, or InvalidAPIKey."""
     raw_key = _presented_key(authorization, api_key)
+    if raw_key.startswith(secrets.ADMIN_PREFIX):
+        raise InvalidAPIKey(_ADMIN_KEY_MESSAGE)
     if not secrets.is_well_formed(raw_key):
         raise _incorrect(raw_key)
     digest = secrets.digest(raw_key)

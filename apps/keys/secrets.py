@@ -2,7 +2,8 @@
 
 A key is `sk-live-` followed by 43 URL-safe characters (32 random bytes). Only an HMAC-SHA256
 digest keyed by settings.API_KEY_PEPPER is stored, so a leaked table cannot be replayed, and a
-display form (`sk-live-…` + last 4) lets people tell their keys apart.
+display form (`sk-live-…` + last 4) lets people tell their keys apart. Admin keys
+(`sk-admin-…`, the organization admin API only) are made and stored the same way.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import secrets
 from django.conf import settings
 
 PREFIX = "sk-live-"
+# Admin keys (the organization admin API only) share the digest, not the prefix: a glance, or a
+# secret scanner, tells the two apart, and neither authenticates where the other does.
+ADMIN_PREFIX = "sk-admin-"
 _RANDOM_BYTES = 32
 _KEY_PATTERN = re.compile(r"^sk-live-[A-Za-z0-9_-]{32,128}$")
+_ADMIN_KEY_PATTERN = re.compile(r"^sk-admin-[A-Za-z0-9_-]{32,128}$")
 
 
 def generate() -> str:
@@ -24,8 +29,17 @@ def generate() -> str:
     return PREFIX + secrets.token_urlsafe(_RANDOM_BYTES)
 
 
+def generate_admin() -> str:
+    """A new random admin key, in full; like `generate`, shown once and never stored."""
+    return ADMIN_PREFIX + secrets.token_urlsafe(_RANDOM_BYTES)
+
+
 def is_well_formed(raw_key: str) -> bool:
     return bool(_KEY_PATTERN.match(raw_key))
+
+
+def is_well_formed_admin(raw_key: str) -> bool:
+    return bool(_ADMIN_KEY_PATTERN.match(raw_key))
 
 
 def digest(raw_key: str) -> str:
@@ -40,4 +54,5 @@ def matches(raw_key: str, stored_digest: str) -> bool:
 
 
 def display_form(raw_key: str) -> str:
-    return f"{PREFIX}…{raw_key[-4:]}"
+    prefix = ADMIN_PREFIX if raw_key.startswith(ADMIN_PREFIX) else PREFIX
+    return f"{prefix}…{raw_key[-4:]}"

@@ -1,4 +1,4 @@
-"""Writes for API keys: create (the full key is returned exactly once) and revoke."""
+"""Writes for API keys and admin keys: create (the full key is returned exactly once), revoke."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from apps.accounts.models import Organization, User
+from apps.accounts.models import Organization, Role, User
 from apps.accounts.selectors import membership_for
 from apps.keys import secrets
 from apps.keys.cache import REVOKED, identity_cache_key
-from apps.keys.models import APIKey
+from apps.keys.models import AdminKey, APIKey
 
 
 def api_key_create(
@@ -62,6 +62,25 @@ def _canonical_models(model_ids: Sequence[str]) -> list[str]:
     return canonical
 
 
+def api_key_update(
+    *, api_key: APIKey, name: str | None = None, allowed_models: Sequence[str] | None = None
+) -> None:
+    """Rename a key or change its allowed models (None: unchanged); callers check who may."""
+    fields: dict[str, object] = {}
+    if name is not None:
+        fields["name"] = name.strip()[:100] or api_key.name
+    if allowed_models is not None:
+        fields["allowed_models"] = _canonical_models(allowed_models)
+    if not fields:
+        return
+    APIKey.objects.filter(pk=api_key.pk).update(**fields)
+    for field, value in fields.items():
+        setattr(api_key, field, value)
+    # The cached identity carries the allowed models: drop it once the change is visible.
+    digest = api_key.digest
+    transaction.on_commit(lambda: cache.delete(identity_cache_key(digest)))
+
+
 def api_key_revoke(*, api_key: APIKey, revoked_by: User | None) -> None:
     """Revoke a key; the very next request with it fails, in every process."""
     if revoked_by is not None:
@@ -91,3 +110,32 @@ def api_keys_revoke_created_by(*, organization: Organization, user: User) -> int
         api_key_revoke(api_key=api_key, revoked_by=None)
         revoked += 1
     return revoked
+
+
+def admin_key_create(
+    *, organization: Organization, created_by: User, name: str
+) -> tuple[AdminKey, str]:
+    """Mint an admin key (owners only); returns the row and the full key (never stored)."""
+    membership = membership_for(user=created_by, organization=organization)
+    if membership is None or membership.role != Role.OWNER:
+        raise PermissionDenied("Only owners of an organization can create its admin keys.")
+    raw_key = secrets.generate_admin()
+    admin_key = AdminKey.objects.create(
+        organization=organization,
+        name=name.strip()[:100] or "Admin key",
+        digest=secrets.digest(raw_key),
+        display=secrets.display_form(raw_key),
+        created_by=created_by,
+    )
+    return admin_key, raw_key
+
+
+def admin_key_revoke(*, admin_key: AdminKey, revoked_by: User) -> None:
+    """Revoke an admin key (owners only); admin keys are not cached, so it ends at once."""
+    membership = membership_for(user=revoked_by, organization=admin_key.organization)
+    if membership is None or membership.role != Role.OWNER:
+        raise PermissionDenied("Only owners of an organization can revoke its admin keys.")
+    AdminKey.objects.filter(pk=admin_key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    admin_key.refresh_from_db(fields=["revoked_at"])

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from apps.protocol.openai import (
     INT64_MAX,
     MAX_TOOLS,
+    FunctionDefinition,
     FunctionName,
     _InvalidField,
     _Request,
@@ -64,17 +65,10 @@ _REQUIRED_FIELDS = {
 }
 
 
-class FunctionTool(_Tolerant):
-    type: Literal["function"]
-    name: FunctionName
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+class FunctionTool(FunctionDefinition):
+    """A Responses tool: chat's function definition, flat, with its type beside it."""
 
-    @field_validator("parameters")
-    @classmethod
-    def _schema_depth(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _shallow_schema(value)
+    type: Literal["function"]
 
 
 class FunctionChoice(_Tolerant):

@@ -15,6 +15,7 @@ from apps.protocol.openai import ChatCompletionRequest
 from apps.providers.base import Chunk, Usage
 from apps.providers.local_engine.images import ImageReader, has_images, message_texts
 from apps.providers.local_engine.logprobs import chat_logprobs
+from apps.providers.local_engine.sampling import sampling_fields
 from apps.providers.local_engine.structured import JsonAnswer, json_answer, lark
 from apps.providers.local_engine.tally import Tally, merge_streams
 from apps.providers.local_engine.tools import ToolPlan, render_conversation, tool_stream
@@ -105,34 +106,11 @@ def _engine_body(
     grammar: str | None,
     max_tokens: int,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "messages": messages,
-        # Always explicit, so the engine can never generate more than the hold covers.
-        "max_tokens": max_tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "timings_per_token": True,  # exact token counts with every chunk
-        # OpenAI samples with temperature and top_p only: switch llama.cpp's extra samplers off.
-        "temperature": 1.0 if request.temperature is None else request.temperature,
-        "top_p": 1.0 if request.top_p is None else request.top_p,
-        "top_k": 0,
-        "min_p": 0.0,
-    }
-    if request.stop is not None:
-        body["stop"] = request.stop_list
-    if request.seed is not None:
-        body["seed"] = request.seed + choice  # n choices: independent, yet reproducible
-    if request.presence_penalty or request.frequency_penalty:
-        body["presence_penalty"] = request.presence_penalty or 0.0
-        body["frequency_penalty"] = request.frequency_penalty or 0.0
-        # Over the whole output, as OpenAI applies them (llama.cpp's default window is 64).
-        body["repeat_last_n"] = max_tokens
+    body = {"messages": messages, **sampling_fields(request, sample=choice, max_tokens=max_tokens)}
     if grammar is not None:
         body["grammar"] = grammar
     if request.logprobs:
         body["logprobs"] = True
         # llama.cpp reports nothing at all when asked for 0 alternatives; extras are cut later.
         body["top_logprobs"] = max(request.top_logprobs or 0, 1)
-    if request.logit_bias:
-        body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
     return body

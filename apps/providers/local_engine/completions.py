@@ -9,6 +9,7 @@ from apps.protocol import errors
 from apps.protocol.openai import CompletionRequest
 from apps.providers.base import Chunk, Usage
 from apps.providers.local_engine.logprobs import LegacyLogprobs
+from apps.providers.local_engine.sampling import sampling_fields
 from apps.providers.local_engine.tally import Tally, merge_streams
 
 EnginePrompt = str | list[int]
@@ -83,28 +84,7 @@ def _text_of(choice: dict[str, Any]) -> str:
 def _engine_body(
     request: CompletionRequest, prompt: EnginePrompt, sample: int, *, max_tokens: int
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "timings_per_token": True,
-        "temperature": 1.0 if request.temperature is None else request.temperature,
-        "top_p": 1.0 if request.top_p is None else request.top_p,
-        "top_k": 0,
-        "min_p": 0.0,
-    }
-    if request.stop is not None:
-        body["stop"] = request.stop_list
-    if request.seed is not None:
-        body["seed"] = request.seed + sample
-    if request.presence_penalty or request.frequency_penalty:
-        body["presence_penalty"] = request.presence_penalty or 0.0
-        body["frequency_penalty"] = request.frequency_penalty or 0.0
-        # Over the whole output (llama.cpp's default window is 64 tokens; -1 is refused).
-        body["repeat_last_n"] = max_tokens
-    if request.logit_bias:
-        body["logit_bias"] = [[int(token), bias] for token, bias in request.logit_bias.items()]
+    body = {"prompt": prompt, **sampling_fields(request, sample=sample, max_tokens=max_tokens)}
     if request.logprobs is not None:
         body["logprobs"] = True
         # llama.cpp reports nothing at all when asked for 0 alternatives; extras are cut later.
