@@ -26,7 +26,7 @@ from apps.providers.upstream.anthropic import AnthropicProvider
 from apps.providers.upstream.breaker import CircuitBreaker, route_key
 from apps.providers.upstream.gemini import GeminiProvider
 from apps.providers.upstream.openai import OpenAIProvider
-from apps.providers.upstream.replicas import replica_choose
+from apps.providers.upstream.replicas import InFlightCounted, replica_choose
 
 
 class _ProviderClass(Protocol):
@@ -113,4 +113,7 @@ async def _built(
     # The replica is chosen once per call: retries of the call stay on it (prompt cache).
     base_url = await replica_choose(access.base_urls, affinity_key=affinity_key)
     provider_class = PROVIDER_CLASSES[route.provider]
-    return provider_class(entry, route, base_url=base_url, api_key=access.api_key)
+    provider = provider_class(entry, route, base_url=base_url, api_key=access.api_key)
+    if len(access.base_urls) > 1:  # its load counts for the next call's choice of replica
+        return InFlightCounted(provider, base_url=base_url)
+    return provider

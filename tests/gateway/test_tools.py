@@ -119,6 +119,9 @@ def test_streamed_tool_call_deltas_follow_openai_order(api):
         validate_schema("CreateChatCompletionStreamResponse", chunk)
     *content_chunks, usage_chunk = chunks
     deltas = [c["choices"][0]["delta"] for c in content_chunks]
+    # As OpenAI streams a call: the first chunk has the role, content null and the call's head.
+    assert deltas[0]["role"] == "assistant" and deltas[0]["content"] is None
+    assert "tool_calls" in deltas[0]
     calls = [d["tool_calls"] for d in deltas if "tool_calls" in d]
     first = calls[0][0]
     assert first["index"] == 0 and first["id"].startswith("call_") and first["type"] == "function"

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from apps.providers.base import Usage
 from apps.providers.upstream import replicas
 from apps.providers.upstream.replicas import (
+    InFlightCounted,
     replica_choose,
     replica_health_check,
     replica_in_flight,
@@ -238,3 +240,34 @@ async def test_with_redis_down_affinity_still_chooses_and_calls_still_run(server
 
     async with replica_in_flight(affine):
         assert await replica_choose(urls, affinity_key="k") == affine
+
+
+class _Streaming:
+    """A provider whose chat streams one chunk, then waits until it is released."""
+
+    name = "openai"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def chat(self, request, *, max_tokens, usage):  # type: ignore[no-untyped-def]
+        yield {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+        await self.release.wait()
+
+
+async def test_a_streaming_call_counts_on_its_replica_until_its_stream_ends(servers):
+    urls = await _healthy(2, servers)
+    affine = await replica_choose(urls, affinity_key="k")
+    inner = _Streaming()
+    counted = InFlightCounted(inner, base_url=affine)  # type: ignore[arg-type]
+    streams = [counted.chat(None, max_tokens=1, usage=Usage()) for _ in range(3)]  # type: ignore[arg-type]
+    for stream in streams:
+        await anext(stream)  # three calls streaming on the affine replica
+    assert await replica_choose(urls, affinity_key="k") != affine
+
+    await streams[0].aclose()  # a client gone
+    inner.release.set()
+    for stream in streams[1:]:
+        assert [chunk async for chunk in stream] == []  # the rest ended normally
+
+    assert await replica_choose(urls, affinity_key="k") == affine

@@ -160,11 +160,15 @@ class _ChunkView:
             index = int(choice.get("index", 0))
             delta = {key: value for key, value in (choice.get("delta") or {}).items() if value}
             delta.pop("role", None)
-            if index not in self.started:
-                self.started.add(index)
-                out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             finish_reason = choice.get("finish_reason")
             logprobs = choice.get("logprobs") if self.request.logprobs else None
+            if index not in self.started and (delta or finish_reason or logprobs):
+                self.started.add(index)
+                if "tool_calls" in delta:
+                    # As OpenAI: an answer that opens with a call has content null from the start.
+                    delta = {"role": "assistant", "content": None, **delta}
+                else:
+                    out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             if delta or finish_reason or logprobs:
                 out.append(self._choice_chunk(index, delta, finish_reason, logprobs))
         return out

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from apps.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from apps.providers.base import Chunk, Embeddings, Provider, Usage
 from apps.providers.upstream.breaker import FailOpen
 from apps.providers.upstream.http import client_for
 from plugsky_site.redis_pool import redis_client
@@ -102,6 +104,54 @@ async def replica_in_flight(base_url: str) -> AsyncIterator[None]:
     finally:
         # Shielded: a cancelled call must still stop counting.
         await asyncio.shield(_redis.call(_leave, base_url, member, fallback=None))
+
+
+class InFlightCounted:
+    """A replica's provider whose calls count as in flight on it (replica_in_flight), so that
+    `replica_choose` in every process sees them; used for routes with several replicas."""
+
+    def __init__(self, provider: Provider, *, base_url: str) -> None:
+        self._provider = provider
+        self._base_url = base_url
+        self.name = provider.name
+
+    def is_available(self) -> bool:
+        return self._provider.is_available()
+
+    def prompt_token_bound(
+        self, request: ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+    ) -> int:
+        return self._provider.prompt_token_bound(request)
+
+    async def chat(
+        self, request: ChatCompletionRequest, *, max_tokens: int, usage: Usage
+    ) -> AsyncIterator[Chunk]:
+        chunks = self._provider.chat(request, max_tokens=max_tokens, usage=usage)
+        async with replica_in_flight(self._base_url), _closing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    async def complete(
+        self, request: CompletionRequest, *, max_tokens: int, usage: Usage
+    ) -> AsyncIterator[Chunk]:
+        chunks = self._provider.complete(request, max_tokens=max_tokens, usage=usage)
+        async with replica_in_flight(self._base_url), _closing(chunks):
+            async for chunk in chunks:
+                yield chunk
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        async with replica_in_flight(self._base_url):
+            return await self._provider.embed(request)
+
+
+@asynccontextmanager
+async def _closing(chunks: AsyncIterator[Chunk]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def replica_health_check(base_url: str) -> bool:
