@@ -17,6 +17,7 @@ from apps.billing.selectors import ledger_drifts
 from apps.gateway.metering import Meter, meter_close, meter_open
 from apps.onboarding.services import user_create
 from apps.protocol.errors import APIError
+from apps.providers.base import Usage
 from apps.usage.models import UsageRecord
 from tests.billing.conftest import PRICED
 from tests.billing.helpers import account, ledger_sum
@@ -58,10 +59,9 @@ def _open(organization_id: int, number: int) -> Meter | APIError:
 
 def _close(meter: Meter, number: int) -> int:
     if number % 5 == 0:  # the upstream failed before any output
-        return async_to_sync(meter_close)(meter, prompt_tokens=100, completion_tokens=0, status=502)
-    return async_to_sync(meter_close)(
-        meter, prompt_tokens=100, completion_tokens=number % 400, status=200
-    )
+        return async_to_sync(meter_close)(meter, usage=Usage(prompt_tokens=100), status=502)
+    usage = Usage(prompt_tokens=100, completion_tokens=number % 400)
+    return async_to_sync(meter_close)(meter, usage=usage, status=200)
 
 
 def _in_threads(work: Callable[[int], Any]) -> list[Any]:
@@ -115,9 +115,8 @@ def test_interleaved_calls_never_spend_credit_that_is_not_there():
         meter = _open(organization.pk, number)
         if isinstance(meter, APIError):
             return 0
-        return async_to_sync(meter_close)(
-            meter, prompt_tokens=100, completion_tokens=400, status=200
-        )
+        usage = Usage(prompt_tokens=100, completion_tokens=400)
+        return async_to_sync(meter_close)(meter, usage=usage, status=200)
 
     costs = _in_threads(call)
 
