@@ -15,7 +15,6 @@ from pydantic import Field, field_validator, model_validator
 from apps.protocol.openai import (
     INT64_MAX,
     MAX_TOOLS,
-    FunctionDefinition,
     FunctionName,
     _InvalidField,
     _Request,
@@ -65,10 +64,18 @@ _REQUIRED_FIELDS = {
 }
 
 
-class FunctionTool(FunctionDefinition):
-    """A Responses tool: chat's function definition, flat, with its type beside it."""
-
+class FunctionTool(_Tolerant):
+    # Chat's FunctionDefinition, flat, with its type first: a wrong type is the error reported.
     type: Literal["function"]
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema_depth(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _shallow_schema(value)
 
 
 class FunctionChoice(_Tolerant):

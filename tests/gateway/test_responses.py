@@ -76,7 +76,7 @@ def test_text_response_matches_the_spec_and_is_billed_exactly(api, live_key):
         record.completion_tokens,
     )
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-    assert usage["input_tokens_details"]["cached_tokens"] == 0
+    assert usage["input_tokens_details"]["cached_tokens"] == record.cached_tokens
     assert usage["output_tokens_details"] == {"reasoning_tokens": 0}
     expected = call_cost_micros(
         entry=catalog_model("plugsky-nano"),
@@ -151,7 +151,10 @@ def test_streamed_text_is_the_non_streamed_text(api):
     final = events[-1]
     assert final["type"] == "response.completed"
     assert final["response"]["output"][0]["content"] == body["output"][0]["content"]
-    assert final["response"]["usage"] == body["usage"]
+    streamed, created = dict(final["response"]["usage"]), dict(body["usage"])
+    # How much of the prompt llama.cpp found in its cache differs from call to call.
+    streamed.pop("input_tokens_details"), created.pop("input_tokens_details")
+    assert streamed == created
 
 
 def test_function_call_round_trip(api):
