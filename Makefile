@@ -24,7 +24,12 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: $(STAMP) $(CHROMIUM)
+# The JavaScript client tests (tests/clients) run the openai Node SDK and the Vercel AI SDK.
+NPM := /usr/bin/npm
+$(NPM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+
+test: $(STAMP) $(CHROMIUM) $(NPM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
