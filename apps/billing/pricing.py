@@ -17,11 +17,12 @@ micros, "0.000000" for a call that was not billed.
 
 from __future__ import annotations
 
-from apps.catalog.entries import CatalogEntry, Kind, UpstreamRoute
+from apps.catalog.entries import AUDIO_KINDS, CatalogEntry, Kind, UpstreamRoute
 
 MICROS_PER_DOLLAR = 1_000_000
 MICROS_PER_CENT = 10_000
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
+CHARACTERS_PER_PRICE_UNIT = 1_000_000  # speech prices are per million characters
 
 COST_HEADER = "x-plugsky-cost"
 
@@ -33,11 +34,30 @@ def call_cost_micros(
     at the prices of the route that served it (a route may price differently from its entry)."""
     if prompt_tokens < 0 or completion_tokens < 0:
         raise ValueError("token counts cannot be negative")
+    if entry.kind in AUDIO_KINDS:  # the meter counts audio units as prompt tokens
+        return audio_cost_micros(entry=entry, units=prompt_tokens)
     if entry.kind == Kind.EMBEDDING:
         completion_tokens = 0  # embeddings are priced on input only
     input_price, output_price = route_prices(entry, route_index)
     exact_numerator = prompt_tokens * input_price + completion_tokens * output_price
     return -(-exact_numerator // TOKENS_PER_PRICE_UNIT)  # ceiling division on integers
+
+
+def audio_cost_micros(*, entry: CatalogEntry, units: int) -> int:
+    """The cost of an audio call: `units` are whole seconds of audio transcribed, or characters
+    of input spoken; rounded up once per call like every other price."""
+    if units < 0:
+        raise ValueError("audio units cannot be negative")
+    if entry.kind == Kind.TRANSCRIPTION:
+        return units * entry.input_price_micros_per_audio_second
+    if entry.kind == Kind.SPEECH:
+        return -(-units * entry.input_price_micros_per_mchar // CHARACTERS_PER_PRICE_UNIT)
+    raise ValueError(f"{entry.id} is not an audio model")
+
+
+def billed_audio_seconds(*, sample_count: int, sample_rate: int) -> int:
+    """Seconds of audio a transcription is billed for: the duration rounded up, at least one."""
+    return max(1, -(-sample_count // sample_rate))
 
 
 def worst_case_cost_micros(

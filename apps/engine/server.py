@@ -17,7 +17,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from apps.catalog.entries import CatalogEntry
+from apps.engine import audio
 from apps.providers import engine_wire as wire
+from apps.providers.audio import wire as audio_wire
+from apps.providers.audio.provider import AUDIO_RUNTIMES, AudioProvider
 from apps.providers.errors import ProviderError
 from apps.providers.local_provider import LocalProvider
 from apps.providers.vision.fetch import ImageError
@@ -52,6 +55,7 @@ class EngineApp:
         preload: tuple[str, ...] = (),
     ) -> None:
         self.provider = provider or LocalProvider()
+        self.audio = AudioProvider()
         self._entries = dict(entries) if entries is not None else None
         self._preload = preload
 
@@ -77,6 +81,9 @@ class EngineApp:
             ("POST", wire.COMPLETIONS_PATH): self._complete,
             ("POST", wire.EMBEDDINGS_PATH): self._embed,
             ("POST", wire.READ_IMAGE_PATH): self._read_image,
+            ("POST", wire.COUNT_TOKENS_PATH): self._count_tokens,
+            ("POST", audio_wire.TRANSCRIBE_PATH): self._transcribe,
+            ("POST", audio_wire.SPEAK_PATH): self._speak,
         }.get((scope["method"], scope["path"]))
         if handler is None:
             error = ProviderError(f"No engine endpoint {scope['path']}", status=404)
@@ -93,13 +100,13 @@ class EngineApp:
         await _json(send, 200, self.health())
 
     def health(self) -> dict[str, Any]:
-        models = {
-            model_id: {
-                "installed": self.provider.is_available(entry),
-                "loaded": self.provider.is_loaded(entry),
+        models = {}
+        for model_id, entry in self.entries.items():
+            host = self._host(entry)
+            models[model_id] = {
+                "installed": host.is_available(entry),
+                "loaded": host.is_loaded(entry),
             }
-            for model_id, entry in self.entries.items()
-        }
         return {"status": "ok", "running": self.provider.running(), "models": models}
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,6 +138,20 @@ class EngineApp:
             return
         await _json(send, 200, wire.vectors_body(vectors, prompt_tokens))
 
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        payload = await _json_body(receive)
+        entry = self._entry(payload, generation=True)
+        messages = payload.get("messages")
+        if not isinstance(messages, list):
+            error = ProviderError("`messages` must be a list", status=400, param="messages")
+            raise _Rejected(error)
+        try:
+            prompt_tokens = await self.provider.count_prompt_tokens(entry, messages)
+        except ProviderError as failure:
+            await _json(send, failure.status, wire.error_body(failure))
+            return
+        await _json(send, 200, {"prompt_tokens": prompt_tokens})
+
     async def _read_image(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = await _read_body(receive)
         query = parse_qs(scope.get("query_string", b"").decode())
@@ -146,6 +167,39 @@ class EngineApp:
             return
         await _json(send, 200, wire.reading_body(reading))
 
+    async def _transcribe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        entry = self._audio_entry((query.get("model") or [""])[0])
+        try:
+            stream = audio.transcription(self.audio, entry, query, await _read_body(receive))
+        except ProviderError as failure:
+            raise _Rejected(failure) from None
+        await _stream_response(stream, receive, send)
+
+    async def _speak(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            model_id, text, speed = audio.speech_request(await _read_body(receive))
+        except ProviderError as failure:
+            raise _Rejected(failure) from None
+        await audio.speak(self.audio, self._audio_entry(model_id), text, speed, receive, send)
+
+    def _host(self, entry: CatalogEntry) -> LocalProvider | AudioProvider:
+        """What loads and runs the entry's model: audio models have their own."""
+        return self.audio if _is_audio(entry) else self.provider
+
+    def _audio_entry(self, model_id: str) -> CatalogEntry:
+        entry = self.entries.get(model_id)
+        if entry is None or not _is_audio(entry):
+            raise _Rejected(
+                ProviderError(
+                    f"The engine serves no audio model `{model_id}`.",
+                    status=404,
+                    code="model_not_found",
+                    param="model",
+                )
+            )
+        return entry
+
     def _entry(self, payload: dict[str, Any], *, generation: bool) -> CatalogEntry:
         model_id = payload.get("model")
         entry = self.entries.get(model_id) if isinstance(model_id, str) else None
@@ -160,7 +214,7 @@ class EngineApp:
             )
         route = entry.local_route
         assert route is not None  # the engine lists local entries only
-        if (route.runtime in _GENERATION_RUNTIMES) != generation:
+        if (route.runtime in _GENERATION_RUNTIMES) != generation or _is_audio(entry):
             raise _Rejected(
                 ProviderError(
                     f"The model `{model_id}` does not serve this endpoint.",
@@ -189,16 +243,22 @@ class EngineApp:
             return [
                 model_id
                 for model_id, entry in self.entries.items()
-                if self.provider.is_available(entry)
+                if self._host(entry).is_available(entry)
             ]
         return [model_id for model_id in self._preload if model_id in self.entries]
 
     async def _load(self, model_id: str) -> None:
+        entry = self.entries[model_id]
         try:
-            await self.provider.load(self.entries[model_id])
+            await self._host(entry).load(entry)
             logger.info("preloaded %s", model_id)
         except ProviderError as failure:
             logger.error("could not preload %s: %s", model_id, failure.message)
+
+
+def _is_audio(entry: CatalogEntry) -> bool:
+    route = entry.local_route
+    return route is not None and route.runtime in AUDIO_RUNTIMES
 
 
 async def _stream_response(stream: AsyncIterator[Chunk], receive: Receive, send: Send) -> None:

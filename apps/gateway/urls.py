@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from apps.gateway import messages_views, responses_views, views
+from apps.gateway import audio_views, messages_views, responses_views, views
 from apps.gateway.endpoint import unknown_v1_path
 
 urlpatterns = [
@@ -14,5 +14,8 @@ urlpatterns = [
     path("responses/<str:response_id>/input_items", responses_views.response_input_items),
     path("messages", messages_views.messages_create),
     path("messages/count_tokens", messages_views.messages_count_tokens),
+    path("audio/transcriptions", audio_views.transcriptions_create),
+    path("audio/translations", audio_views.translations_create),
+    path("audio/speech", audio_views.speech_create),
     re_path(r"^.*$", unknown_v1_path),
 ]

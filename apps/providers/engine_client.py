@@ -29,6 +29,7 @@ import numpy as np
 
 from apps.catalog.entries import CatalogEntry
 from apps.providers import engine_wire as wire
+from apps.providers.audio import wire as audio_wire
 from apps.providers.errors import ProviderError
 from apps.providers.vision.fetch import ImageError
 from apps.providers.vision.reading import ImageReading
@@ -92,6 +93,12 @@ class EngineClient:
         )
         return wire.vectors_from(body)
 
+    async def count_prompt_tokens(self, entry: CatalogEntry, messages: list[dict[str, Any]]) -> int:
+        """Prompt tokens of a chat generation on `messages` (engine messages, as chat_stream's)."""
+        payload = {"model": entry.id, "messages": messages}
+        body = await self._call(wire.COUNT_TOKENS_PATH, content=wire.dumps(payload))
+        return int(body["prompt_tokens"])
+
     async def read_image(self, data: bytes, *, detail: str = "auto") -> ImageReading:
         """What the engine's image reader sees; ImageError for an image it cannot use."""
         try:
@@ -106,6 +113,46 @@ class EngineClient:
                 raise ImageError(failure.message) from None
             raise
         return wire.reading_from(body)
+
+    def transcribe_stream(
+        self, entry: CatalogEntry, pcm: bytes, *, options: dict[str, str]
+    ) -> AsyncIterator[Chunk]:
+        """Whisper's chunks for 16 kHz mono int16 `pcm` (apps.providers.audio.wire); closing
+        the iterator stops the transcription."""
+        return self._chunks(
+            audio_wire.TRANSCRIBE_PATH,
+            content=pcm,
+            params={"model": entry.id, **options},
+            content_type=audio_wire.PCM_CONTENT_TYPE,
+        )
+
+    async def speak_stream(
+        self, entry: CatalogEntry, text: str, *, speed: float
+    ) -> AsyncGenerator[bytes, None]:
+        """24 kHz mono int16 PCM as it is synthesized, in whole samples; closing it stops the
+        synthesis."""
+        payload = {"model": entry.id, "input": text, "speed": speed}
+        request = self._client().build_request(
+            "POST", audio_wire.SPEAK_PATH, content=wire.dumps(payload),
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        response = await self._send(request)
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise wire.error_from(_json(response), status=response.status_code)
+            # HTTP chunks split samples anywhere: hold back an odd byte for the next chunk.
+            odd = b""
+            async for data in response.aiter_bytes():
+                pcm, odd = _whole_samples(odd + data)
+                if pcm:
+                    yield pcm
+        except httpx.TimeoutException as failure:
+            raise _timed_out() from failure
+        except httpx.TransportError as failure:
+            raise _broken(failure) from failure
+        finally:
+            await response.aclose()
 
     # -- health -------------------------------------------------------------------------------
 
@@ -198,10 +245,20 @@ class EngineClient:
             raise wire.error_from(body, status=response.status_code)
         return body
 
-    async def _stream(self, path: str, payload: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
-        client = self._client()
-        request = client.build_request(
-            "POST", path, content=wire.dumps(payload), headers={"content-type": "application/json"}
+    def _stream(self, path: str, payload: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
+        return self._chunks(path, content=wire.dumps(payload))
+
+    async def _chunks(
+        self,
+        path: str,
+        *,
+        content: bytes,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> AsyncGenerator[Chunk, None]:
+        """The chunks of an NDJSON stream (engine_wire), raising its errors."""
+        request = self._client().build_request(
+            "POST", path, content=content, params=params, headers={"content-type": content_type}
         )
         response = await self._send(request)
         try:
@@ -271,6 +328,12 @@ class _ModelList:
                 self._is_refreshing = False
 
         threading.Thread(target=refresh, name="engine-models", daemon=True).start()
+
+
+def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
+    """(the int16 samples in `data`, the byte left over)."""
+    cut = len(data) - len(data) % 2
+    return data[:cut], data[cut:]
 
 
 def _json(response: httpx.Response) -> Any:

@@ -30,6 +30,7 @@ CHAT_PATH = "/chat"
 COMPLETIONS_PATH = "/completions"
 EMBEDDINGS_PATH = "/embeddings"
 READ_IMAGE_PATH = "/read-image"
+COUNT_TOKENS_PATH = "/count-tokens"  # {model, messages} → {"prompt_tokens": n}
 HEALTH_PATH = "/healthz"
 NDJSON = "application/x-ndjson"
 DONE_LINE = b'{"done":true}\n'

@@ -151,6 +151,11 @@ class LocalProvider:
         async for chunk in _closing(runtime.complete_stream(request)):
             yield chunk
 
+    async def count_prompt_tokens(self, entry: CatalogEntry, messages: list[dict[str, Any]]) -> int:
+        """Prompt tokens of a chat generation on `messages` (engine messages, as chat_stream's)."""
+        runtime = await self._llama(entry, isolated=False)  # same weights and template
+        return await runtime.count_prompt_tokens(messages)
+
     async def embed(
         self, entry: CatalogEntry, inputs: list[str] | list[list[int]]
     ) -> tuple[np.ndarray, int]:

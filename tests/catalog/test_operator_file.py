@@ -272,7 +272,7 @@ SECRET = ("secrets are never written in the catalog file: name the environment v
         (_models(_with(TEAM_LLAMA, capabilities=["chat", "telepathy"])),
          f"{WHERE}: capabilities: unknown ['telepathy'] (known: chat, completions, embeddings, "
          "json_mode, json_schema, logit_bias, logprobs, n, parallel_tool_calls, penalties, seed, "
-         "stop, streaming, token_input, tools or vision)"),
+         "speech, stop, streaming, token_input, tools, transcription, translation or vision)"),
         (_models(_with(TEAM_LLAMA, dimensions=768)),
          f"{WHERE}: dimensions: only embedding models have dimensions"),
         (_models(_with(TEAM_LLAMA, context_lenght=8192)),

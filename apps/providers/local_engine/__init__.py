@@ -85,6 +85,15 @@ class LocalEngineProvider:
             usage=usage,
         )
 
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        """The exact prompt tokens `chat` would be billed for on this request (not billed).
+
+        The conversation is rendered as `chat` renders it (images read, tools written into the
+        text and the system prompt), and the engine counts it with the model's chat template.
+        """
+        messages = await chat.engine_messages(request, self._plan(request), reader=self._client)
+        return await self._client.count_prompt_tokens(self._entry, messages)
+
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         vectors, prompt_tokens = await self._client.embed(self._entry, request.inputs)
         usage = Usage(

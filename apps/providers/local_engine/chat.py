@@ -51,8 +51,7 @@ async def chat_chunks(
     """OpenAI chunks of the request's `n` choices; `plan` is its `tool_plan`, `start` runs one
     engine body."""
     answer = json_answer(request.response_format)
-    texts = await message_texts(request.messages, reader=reader)
-    messages = render_conversation(request.messages, texts, plan)
+    messages = await engine_messages(request, plan, reader=reader)
     grammar = _grammar(plan, answer)
     calling = plan if plan is not None and plan.mode != "none" else None
     streams = []
@@ -65,6 +64,14 @@ async def chat_chunks(
         tally.observe(index, chunk)
         for choice in chunk.get("choices") or []:
             yield {"choices": [_openai_choice(index, choice, logprobs=request.logprobs, top=top)]}
+
+
+async def engine_messages(
+    request: ChatCompletionRequest, plan: ToolPlan | None, *, reader: ImageReader
+) -> list[dict[str, Any]]:
+    """The conversation as the engine takes it: images read, calls and tools in the text."""
+    texts = await message_texts(request.messages, reader=reader)
+    return render_conversation(request.messages, texts, plan)
 
 
 def _openai_choice(

@@ -111,22 +111,22 @@ class InFlightCounted:
     `replica_choose` in every process sees them; used for routes with several replicas."""
 
     def __init__(self, provider: Provider, *, base_url: str) -> None:
-        self._provider = provider
+        self.inner = provider  # the replica's own provider
         self._base_url = base_url
         self.name = provider.name
 
     def is_available(self) -> bool:
-        return self._provider.is_available()
+        return self.inner.is_available()
 
     def prompt_token_bound(
         self, request: ChatCompletionRequest | CompletionRequest | EmbeddingRequest
     ) -> int:
-        return self._provider.prompt_token_bound(request)
+        return self.inner.prompt_token_bound(request)
 
     async def chat(
         self, request: ChatCompletionRequest, *, max_tokens: int, usage: Usage
     ) -> AsyncIterator[Chunk]:
-        chunks = self._provider.chat(request, max_tokens=max_tokens, usage=usage)
+        chunks = self.inner.chat(request, max_tokens=max_tokens, usage=usage)
         async with replica_in_flight(self._base_url), _closing(chunks):
             async for chunk in chunks:
                 yield chunk
@@ -134,14 +134,14 @@ class InFlightCounted:
     async def complete(
         self, request: CompletionRequest, *, max_tokens: int, usage: Usage
     ) -> AsyncIterator[Chunk]:
-        chunks = self._provider.complete(request, max_tokens=max_tokens, usage=usage)
+        chunks = self.inner.complete(request, max_tokens=max_tokens, usage=usage)
         async with replica_in_flight(self._base_url), _closing(chunks):
             async for chunk in chunks:
                 yield chunk
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         async with replica_in_flight(self._base_url):
-            return await self._provider.embed(request)
+            return await self.inner.embed(request)
 
 
 @asynccontextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 
 from apps.billing.pricing import MICROS_PER_DOLLAR, call_cost_micros, cost_header_value
@@ -22,7 +24,11 @@ from tests.gateway.upstream.conftest import (
 from tests.openapi import validate_response
 from tests.sse import streamed_text
 from tests.upstreams.llamacpp import MODEL as LLAMACPP_MODEL
-from tests.upstreams.llamacpp import LlamaCppServer, llamacpp_fixture  # noqa: F401 - `llamacpp`
+from tests.upstreams.llamacpp import (  # noqa: F401 - the fixtures `llamacpp`, `llamacpp_embedder`
+    LlamaCppServer,
+    llamacpp_embedder_fixture,
+    llamacpp_fixture,
+)
 
 pytestmark = pytest.mark.xdist_group("live")
 
@@ -173,3 +179,37 @@ async def test_a_completion_is_billed_for_llamacpps_usage(async_client, live_key
     assert sent["prompt"] == "Once upon a time"
     _assert_reported(answer.body["usage"], tap.usages[0])
     await _assert_billed(organization.pk, before, answer, answer.body["usage"], tap)
+
+
+async def test_embeddings_are_llamacpps_vectors_billed_for_its_usage(
+    async_client, live_key, llamacpp_embedder, operator_catalog, vendor_env
+):
+    organization, raw_key = live_key
+    vendor_env.setenv(KEY_ENV, llamacpp_embedder.api_key)
+    routes = [route(llamacpp_embedder.base_url, model=LLAMACPP_MODEL, api_key_env=KEY_ENV)]
+    operator_catalog([upstream_model("team-embed", routes, kind="embedding")])
+    inputs = ["The sea is blue.", "Bonjour à tous"]
+    async with httpx.AsyncClient(timeout=60) as client:
+        direct = (
+            await client.post(
+                llamacpp_embedder.base_url + "/embeddings",
+                json={"model": LLAMACPP_MODEL, "input": inputs},
+                headers={"Authorization": f"Bearer {llamacpp_embedder.api_key}"},
+            )
+        ).json()
+    before = await books(organization.pk)
+    body = {"model": "team-embed", "input": inputs}
+    answer = await call(async_client, raw_key, "/embeddings", body)
+    assert answer.status == 200, answer.body
+    validate_response("post", "/embeddings", 200, answer.body)
+    vectors = [item["embedding"] for item in answer.body["data"]]
+    expected = [item["embedding"] for item in direct["data"]]
+    assert len(vectors) == 2 and len(vectors[0]) == len(expected[0]) > 0
+    assert np.allclose(vectors, expected, atol=1e-5)  # llama.cpp's own vectors, in order
+    prompt_tokens = direct["usage"]["prompt_tokens"]
+    assert answer.body["usage"]["prompt_tokens"] == prompt_tokens > 0
+    cost = call_cost_micros(
+        entry=catalog_entry("team-embed"), prompt_tokens=prompt_tokens, completion_tokens=0
+    )
+    record = await assert_charged(organization.pk, before, answer, cost_micros=cost)
+    assert (record.provider, record.prompt_tokens) == ("openai", prompt_tokens)
