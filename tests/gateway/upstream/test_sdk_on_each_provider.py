@@ -1,7 +1,8 @@
-"""The official openai SDK against a live server (Daphne, its own process) configured by the
-vendors' own variables (ANTHROPIC_API_KEY + ANTHROPIC_BASE_URL, GEMINI_API_KEY +
-GEMINI_BASE_URL) pointing at the loopback fakes: on each provider a chat, a stream with usage
-and a tool call come back as the SDK parses them, and each is recorded and billed exactly."""
+"""The official openai SDK (and Anthropic's, on /v1/messages) against a live server (Daphne,
+its own process) configured by the vendors' own variables (ANTHROPIC_API_KEY +
+ANTHROPIC_BASE_URL, GEMINI_API_KEY + GEMINI_BASE_URL) pointing at the loopback fakes: on each
+provider a chat, a stream with usage and a tool call come back as the SDK parses them, and each
+is recorded and billed exactly."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from openai.types.chat import ChatCompletion
@@ -260,3 +262,52 @@ def _declared_tool_names(body: dict[str, Any], model: str) -> list[str]:
     if model == CLAUDE:
         return [tool["name"] for tool in body["tools"]]
     return [tool["name"] for group in body["tools"] for tool in group["functionDeclarations"]]
+
+
+# --- Anthropic's own SDK on /v1/messages, on each upstream -----------------------------------
+
+
+@pytest.fixture
+async def anthropic_client(server_url, live_key) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    _, raw_key = live_key
+    async with anthropic.AsyncAnthropic(
+        base_url=server_url, api_key=raw_key, max_retries=0, timeout=60
+    ) as sdk:
+        yield sdk
+
+
+@each_provider
+async def test_anthropics_sdk_on_an_upstream_model(anthropic_client, live_key, upstreams, model):
+    organization, _ = live_key
+    expected = _script_text(upstreams, model)
+    before = await books(organization.pk)
+    raw = await anthropic_client.messages.with_raw_response.create(
+        model=model, max_tokens=16, messages=HELLO
+    )
+    message = await raw.parse()
+    assert message.model == model and message.stop_reason == "end_turn"
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].text == "Hello there."  # type: ignore[union-attr]
+    total_input = message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0)
+    assert (total_input, message.usage.output_tokens) == (
+        expected.prompt_tokens,
+        expected.completion_tokens,
+    )
+    await _assert_billed(
+        organization.pk, before, raw.headers["x-request-id"], model=model, expected=expected
+    )
+
+
+@each_provider
+async def test_anthropics_sdk_streams_a_tool_use_from_an_upstream_model(
+    anthropic_client, live_key, upstreams, model
+):
+    _script_tool_call(upstreams, model)
+    tool = {"name": "get_weather", "input_schema": TOOL["function"]["parameters"]}  # type: ignore[index]
+    async with anthropic_client.messages.stream(
+        model=model, max_tokens=60, messages=HELLO, tools=[tool]
+    ) as stream:
+        final = await stream.get_final_message()
+    (call,) = [block for block in final.content if block.type == "tool_use"]
+    assert (call.name, call.input) == ("get_weather", json.loads(ARGUMENTS))
+    assert final.stop_reason == "tool_use"
