@@ -1,10 +1,16 @@
-"""The JavaScript clients against a live server: their npm packages, installed once per session
-from this folder's package-lock.json, and the live server and key the gateway tests use."""
+"""The JavaScript clients against a live server: their npm packages, installed once per test
+process from this folder's package-lock.json, and the live server and key the gateway tests use.
+
+Each test process installs into a folder of its own (a copy of this one's package files and
+scripts): `npm ci` first deletes node_modules, so two processes sharing one would pull the
+packages from under each other's running scripts (seen in CI as modules that vanished).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +30,12 @@ NodeRun = Callable[..., dict[str, Any]]
 
 
 def _completed_or_fail(
-    command: list[str], *, timeout_s: float, environment: dict[str, str] | None = None
+    command: list[str], *, cwd: Path, timeout_s: float, environment: dict[str, str] | None = None
 ) -> str:
-    """Run a command in this folder; its stdout, or the test fails with everything it printed."""
+    """Run a command in `cwd`; its stdout, or the test fails with everything it printed."""
     try:
         done = subprocess.run(
-            command, cwd=CLIENTS, env=environment, capture_output=True, text=True,
+            command, cwd=cwd, env=environment, capture_output=True, text=True,
             timeout=timeout_s, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired as expired:
@@ -40,14 +46,20 @@ def _completed_or_fail(
 
 
 @pytest.fixture(scope="session")
-def node_modules() -> Path:
-    """The exact packages of package-lock.json in tests/clients/node_modules (gitignored)."""
-    _completed_or_fail(["npm", "ci", "--no-audit", "--no-fund"], timeout_s=NPM_TIMEOUT_S)
-    return CLIENTS / "node_modules"
+def clients(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test process's copy of the client scripts, with the exact packages of
+    package-lock.json installed beside them."""
+    folder = tmp_path_factory.mktemp("clients")
+    for source in [CLIENTS / "package.json", CLIENTS / "package-lock.json", *CLIENTS.glob("*.mjs")]:
+        shutil.copy(source, folder / source.name)
+    _completed_or_fail(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=folder, timeout_s=NPM_TIMEOUT_S
+    )
+    return folder
 
 
 @pytest.fixture
-def node(node_modules: Path, live_server_url: str, live_key: tuple[Any, str]) -> NodeRun:
+def node(clients: Path, live_server_url: str, live_key: tuple[Any, str]) -> NodeRun:
     """Run one client script against the live server with the test's key; its JSON report."""
     _, raw_key = live_key
 
@@ -60,7 +72,7 @@ def node(node_modules: Path, live_server_url: str, live_key: tuple[Any, str]) ->
             "PLUGSKY_MODE": mode,
         }
         stdout = _completed_or_fail(
-            ["node", script], timeout_s=NODE_TIMEOUT_S, environment=environment
+            ["node", script], cwd=clients, timeout_s=NODE_TIMEOUT_S, environment=environment
         )
         result: dict[str, Any] = json.loads(stdout)
         return result
