@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +27,8 @@ from apps.protocol.openai import ChatCompletionRequest
 from apps.providers.base import Chunk, Provider, Usage
 from apps.providers.registry import serving_provider
 
-logger = logging.getLogger(__name__)
-
 ENDPOINT = "chat.completions"
 SYSTEM_FINGERPRINT = "fp_plugsky_local"
-# Chat templates add a few tokens per message; UTF-8 bytes bound the text's tokens from above.
-_TEMPLATE_TOKENS_PER_MESSAGE = 8
-# Some templates add a default system prompt (Qwen's is ~20 tokens) when the request has none.
-_TEMPLATE_TOKENS_PER_REQUEST = 64
 
 
 async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
