@@ -18,6 +18,7 @@ from django.conf import settings
 from apps.catalog.entries import CatalogEntry, LocalRoute, UpstreamRoute
 from apps.catalog.selectors import UpstreamAccess, upstream_access
 from apps.catalog.upstream_models import VENDOR_DEFAULTS
+from apps.protocol import errors
 from apps.providers.base import Provider
 from apps.providers.engine_client import EngineClient
 from apps.providers.fallback import FallbackProvider
@@ -53,10 +54,11 @@ class _Configured:
 
 
 async def serving_provider(entry: CatalogEntry, *, affinity_key: str = "") -> Provider:
-    """The provider that serves a call to `entry`; LookupError when no route is configured."""
+    """The provider that serves a call to `entry`; 404 when none of its routes is configured
+    any more (a vendor's key removed since the model was looked up), as for an unknown model."""
     routes = await _configured(entry, affinity_key=affinity_key)
     if not routes:
-        raise LookupError(f"{entry.id}: none of its routes is configured")
+        raise errors.model_not_found(entry.id)
     return FallbackProvider(
         [route.provider for route in routes],
         breakers=[route.breaker for route in routes],

@@ -14,6 +14,7 @@ from apps.catalog.entries import (
 )
 from apps.catalog.selectors import UpstreamAccess, upstream_access
 from apps.catalog.upstream_models import UPSTREAM_MODELS, VENDOR_DEFAULTS
+from apps.protocol.errors import APIError
 from apps.providers import registry
 from apps.providers.local_engine import LocalEngineProvider
 from apps.providers.upstream.anthropic import AnthropicProvider
@@ -378,3 +379,15 @@ async def test_a_local_entry_is_served_by_the_engine_alone():
     nano = next(entry for entry in BUILTIN_MODELS if entry.id == "plugsky-nano")
     (provider,) = await registry.route_providers(nano)
     assert isinstance(provider, LocalEngineProvider)
+
+
+async def test_a_model_whose_routes_lost_their_keys_is_a_404_not_a_crash(vendor_env):
+    # Looked up while configured, called after its key went: OpenAI's model_not_found.
+    entry = UPSTREAM["gpt-4.1-mini"]
+    with pytest.raises(APIError) as refusal:
+        await registry.serving_provider(entry)
+    assert (refusal.value.status, refusal.value.code, refusal.value.param) == (
+        404,
+        "model_not_found",
+        "model",
+    )

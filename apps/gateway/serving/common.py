@@ -3,6 +3,7 @@ what a call returns (`Priced` or a `ChunkStream`; views turn them into HTTP)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -120,12 +121,16 @@ def output_limit_check(limit: int | None, entry: CatalogEntry, *, param: str) ->
 
 
 def api_error_from(failure: ProviderError) -> errors.APIError:
+    """The client's error for a provider's; a backend's wait hint (a 429's) as Retry-After."""
+    wait_s = failure.retry_after_s
+    headers = {"Retry-After": str(max(1, math.ceil(wait_s)))} if wait_s is not None else None
     return errors.APIError(
         failure.message,
         status=failure.status,
         type=failure.type,
         code=failure.code,
         param=failure.param,
+        headers=headers,
     )
 
 

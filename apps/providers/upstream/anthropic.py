@@ -593,7 +593,7 @@ class AnthropicProvider:
     def complete(
         self, request: CompletionRequest, *, max_tokens: int, usage: Usage
     ) -> AsyncIterator[Chunk]:
-        return _failing(
+        return http.refused_stream(
             ProviderError(
                 f"The model `{self._entry.id}` serves chat completions only "
                 "(Anthropic has no legacy completions API).",
@@ -622,9 +622,3 @@ def _translated(translation: StreamTranslation, event: Any) -> list[Chunk]:
         return translation.translate(event)
     except (KeyError, TypeError, AttributeError):  # JSON, but not in the reference's shape
         raise http.malformed(UPSTREAM, "an event not shaped as the Messages API's") from None
-
-
-async def _failing(error: ProviderError) -> AsyncIterator[Chunk]:
-    """A stream that fails on its first step, as chat() does for a request it refuses."""
-    raise error
-    yield  # unreachable: makes this an async generator

@@ -586,7 +586,7 @@ class GeminiProvider:
     def complete(
         self, request: CompletionRequest, *, max_tokens: int, usage: Usage
     ) -> AsyncIterator[Chunk]:
-        return _refused(
+        return http.refused_stream(
             ProviderError(
                 f"The model `{self._entry.id}` serves chat completions only "
                 "(/v1/chat/completions) on this route.",
@@ -654,11 +654,6 @@ async def _responses(response: Any, *, is_streamed: bool) -> AsyncGenerator[Any,
         return
     async for _event, data in http.server_sent_events(response):
         yield http.loads(data, upstream=UPSTREAM)
-
-
-async def _refused(error: ProviderError) -> AsyncIterator[Chunk]:
-    raise error
-    yield {}  # unreachable: makes this a generator, so the error comes on the first chunk
 
 
 def _embedding_texts(inputs: str | list[str] | list[int] | list[list[int]]) -> list[str]:

@@ -197,3 +197,10 @@ def malformed(upstream: str, what: str) -> ProviderError:
     return ProviderError(
         f"{upstream} sent {what}.", status=502, code="upstream_malformed", retryable=True
     )
+
+
+async def refused_stream(error: ProviderError) -> AsyncIterator[Any]:
+    """A stream that fails on its first chunk: what chat() or complete() return for a call the
+    backend cannot serve, so the error comes where every stream's errors come."""
+    raise error
+    yield  # unreachable: makes this an async generator

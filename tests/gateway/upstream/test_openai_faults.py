@@ -164,6 +164,19 @@ async def test_every_route_failing_is_openais_envelope_and_costs_nothing(
     assert (record.status, record.error_code) == (status, "upstream_unavailable")
 
 
+async def test_every_route_rate_limited_is_a_503_that_says_when_to_retry(
+    async_client, live_key, servers, operator_catalog
+):
+    organization, raw_key = live_key
+    (_, first_url), (_, second_url) = _fake(servers, RATE_LIMITED), _fake(servers, RATE_LIMITED)
+    _two_routes(operator_catalog, first_url, second_url)
+    before = await books(organization.pk)
+    answer = await call(async_client, raw_key, "/chat/completions", CHAT)
+    assert (answer.status, answer.body["error"]["code"]) == (503, "upstream_unavailable")
+    assert answer.headers["retry-after"] == "1"  # the upstream's own hint, passed on
+    await assert_charged(organization.pk, before, answer, cost_micros=0)
+
+
 # --- The request's own fault ----------------------------------------------------------------------
 
 
