@@ -17,7 +17,7 @@ import numpy as np
 
 from apps.billing.pricing import billed_audio_seconds
 from apps.catalog.entries import Kind
-from apps.gateway.metering import Meter
+from apps.gateway.metering import Meter, meter_precheck
 from apps.gateway.serving.audio import audio_meter_open, audio_model_resolve
 from apps.gateway.serving.common import CallContext, api_error_from, stream_close
 from apps.gateway.serving.generation import close_meter_safely, settle_failure, settled_on_failure
@@ -65,6 +65,15 @@ async def transcribe(
             "stream=true use 'json' or 'text'.",
             param="response_format",
         )
+    # Decoding costs the web process real work: only for an organization with credit for at
+    # least one billed second (as chat checks before compiling grammars or reading images).
+    await meter_precheck(
+        organization_id=ctx.organization_id,
+        api_key_id=ctx.api_key_id,
+        entry=entry,
+        max_prompt_tokens=1,
+        max_completion_tokens=0,
+    )
     samples = await _decoded(audio)  # before the hold: undecodable audio holds nothing
     seconds = billed_audio_seconds(sample_count=samples.size, sample_rate=TRANSCRIBE_SAMPLE_RATE)
     meter = await audio_meter_open(
