@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels.
+
+The gateway's /v1 has a handler of its own (plugsky_site.v1_handler): Django without the site's
+sync middleware, which cost more CPU per API call than the call's own work.
+"""
 
 import os
 
@@ -16,28 +20,24 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from apps.gateway.admission import released_at_request_end  # noqa: E402
-from apps.gateway.middleware import envelope_for_status, is_v1_path  # noqa: E402
+from plugsky_site.v1_handler import V1ASGIHandler  # noqa: E402
+from plugsky_site.v1_handler import serves as serves_v1  # noqa: E402
 from plugsky_site.websocket_urls import websocket_urlpatterns  # noqa: E402
 
-
-class PlugskyASGIHandler(ASGIHandler):
-    """Django's handler, whose own answers to undecodable /v1 requests use OpenAI's envelope."""
-
-    def create_request(self, scope, body_file):
-        request, error_response = super().create_request(scope, body_file)
-        if error_response is not None and is_v1_path(scope["path"]):
-            error_response = envelope_for_status(error_response.status_code)
-        return request, error_response
-
-
-django_asgi_app = PlugskyASGIHandler()
-
+django_asgi_app = ASGIHandler()
 # Daphne does not serve static files; in development Django's handler does (no build step).
-# Django's handler returns once a response is sent or its client has gone: /v1 calls in flight end
+site_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+v1_app = V1ASGIHandler()
+
+
+async def _by_path(scope, receive, send):
+    app = v1_app if serves_v1(scope["path"]) else site_app
+    await app(scope, receive, send)
+
+
+# Both handlers return once a response is sent or its client has gone: /v1 calls in flight end
 # there at the latest (apps/gateway/admission.py).
-http_app = released_at_request_end(
-    ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
-)
+http_app = released_at_request_end(_by_path)
 
 application = ProtocolTypeRouter(
     {

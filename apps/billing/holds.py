@@ -26,8 +26,9 @@ from apps.billing.models import (
     SpendLimit,
 )
 from apps.billing.selectors import month_start
+from apps.billing.statements import hold_without_limits, settle_without_limits
 from apps.usage.models import UsageRecord
-from apps.usage.services import CallOutcome, usage_record_create
+from apps.usage.services import CallOutcome, usage_record_create, usage_record_fields
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,17 @@ def credit_hold(
     if amount_micros < 0:
         raise ValueError("a hold cannot be negative")
     now = timezone.now()
+    expires_at = now + timedelta(seconds=settings.BILLING_HOLD_TTL_S)
+    hold = hold_without_limits(
+        organization_id=organization_id,
+        api_key_id=api_key_id,
+        request_id=request_id,
+        amount_micros=amount_micros,
+        now=now,
+        expires_at=expires_at,
+    )
+    if hold is not None:  # the usual case, in one statement (apps.billing.statements)
+        return hold
     with transaction.atomic():
         # One conditional UPDATE: concurrent holds queue on the account row and each re-checks
         # the condition against the balance the previous one left.
@@ -118,7 +130,7 @@ def credit_hold(
             org_limit_id=org_limit_id,
             key_limit_id=key_limit_id,
             created_at=now,
-            expires_at=now + timedelta(seconds=settings.BILLING_HOLD_TTL_S),
+            expires_at=expires_at,
         )
 
 
@@ -206,6 +218,15 @@ def credit_settle(*, hold: CreditHold, outcome: CallOutcome, cost_micros: int) -
     """
     charged = _charge_for(hold, cost_micros)
     try:
+        if hold.org_limit_id is None and hold.key_limit_id is None:
+            record = settle_without_limits(
+                hold=hold,
+                record_values=usage_record_fields(outcome),
+                charged_micros=charged,
+                now=timezone.now(),
+            )
+            if record is not None:  # the usual case, in one statement (apps.billing.statements)
+                return record
         with transaction.atomic():
             was_active = _hold_close(hold, HoldStatus.SETTLED)
             record = usage_record_create(outcome=outcome, cost_micros=charged)

@@ -24,7 +24,7 @@ from typing import TypeVar
 from apps.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from apps.providers.base import Chunk, Embeddings, Provider, Usage
 from apps.providers.errors import ProviderError
-from apps.providers.upstream.breaker import CircuitBreaker
+from apps.providers.upstream.breaker import CircuitBreaker, Verdict
 
 T = TypeVar("T")
 
@@ -109,8 +109,8 @@ class FallbackProvider:
             embeddings.usage.provider, embeddings.usage.route_index = provider.name, index
             return embeddings
 
-        embeddings, breaker = await self._first_success(attempt)
-        await _succeeded(breaker)
+        embeddings, passed = await self._first_success(attempt)
+        await passed.succeeded()
         return embeddings
 
     async def _stream(
@@ -125,10 +125,10 @@ class FallbackProvider:
                 _reset(usage, provider=provider.name, route_index=index)
                 raise
 
-        (stream, first), breaker = await self._first_success(attempt)
+        (stream, first), passed = await self._first_success(attempt)
         # From here the route is committed: no retry, no fallback; a failure propagates.
         try:
-            await _succeeded(breaker)
+            await passed.succeeded()
             if first is not _ENDED:
                 yield first
                 async for chunk in stream:
@@ -138,9 +138,9 @@ class FallbackProvider:
 
     async def _first_success(
         self, attempt: Callable[[int, Provider], Awaitable[T]]
-    ) -> tuple[T, CircuitBreaker | None]:
-        """The result of the first attempt that succeeds, with the breaker of its route (the
-        caller records the success), waiting between the attempts on a route."""
+    ) -> tuple[T, _Passed]:
+        """The result of the first attempt that succeeds, with its route's breaker and verdict
+        (the caller records the success), waiting between the attempts on a route."""
         last: ProviderError | None = None
         for index, provider, breaker in self._routes:
             if not provider.is_available():
@@ -148,9 +148,10 @@ class FallbackProvider:
             failures = 0
             # The breaker is asked before every attempt: others' failures may open it meanwhile,
             # and a half-open route gets one probe, not a series of retries.
-            while breaker is None or await breaker.allow():
+            verdict = Verdict.ALLOWED
+            while breaker is None or (verdict := await breaker.allow()):
                 try:
-                    return await attempt(index, provider), breaker
+                    return await attempt(index, provider), _Passed(breaker, verdict)
                 except ProviderError as error:
                     last = await _judged(error, breaker)
                 failures += 1
@@ -188,9 +189,16 @@ async def _judged(error: ProviderError, breaker: CircuitBreaker | None) -> Provi
     return error
 
 
-async def _succeeded(breaker: CircuitBreaker | None) -> None:
-    if breaker is not None:
-        await breaker.succeeded()
+@dataclass(frozen=True)
+class _Passed:
+    """The breaker (None: the route has none) that let a successful attempt through, and how."""
+
+    breaker: CircuitBreaker | None
+    verdict: Verdict
+
+    async def succeeded(self) -> None:
+        if self.breaker is not None:
+            await self.breaker.succeeded(verdict=self.verdict)
 
 
 def _reset(usage: Usage, *, provider: str, route_index: int) -> None:

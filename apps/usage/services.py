@@ -54,10 +54,10 @@ class CallOutcome:
 
 def usage_record_create(*, outcome: CallOutcome, cost_micros: int = 0) -> UsageRecord:
     """Record one call. The unique request id makes a second attempt fail, never double-count."""
-    return UsageRecord.objects.create(**_storable(outcome), cost_micros=cost_micros)
+    return UsageRecord.objects.create(**usage_record_fields(outcome), cost_micros=cost_micros)
 
 
-def _storable(outcome: CallOutcome) -> dict[str, Any]:
+def usage_record_fields(outcome: CallOutcome) -> dict[str, Any]:
     """The outcome's fields as its columns can take them, so settlement cannot fail on them.
 
     The serving modules refuse a `user` PostgreSQL cannot store (over 256 characters, or with a

@@ -1,16 +1,14 @@
 """Test-only /v1 views behind the real endpoint adapter, beside the real URLs.
 
-`slow` holds a database connection the way a thread-sensitive `sync_to_async` call does (the
-request's own thread keeps it until the request ends); `stream` is a slow SSE body; `tokens`
-counts estimated tokens as metering does, then answers or fails as asked; `fail` meets an
-unavailable database or Redis after authentication.
+`slow` holds a pooled database connection for as long as it is asked to; `stream` is a slow SSE
+body; `tokens` counts estimated tokens as metering does, then answers or fails as asked; `fail`
+meets an unavailable database or Redis after authentication.
 """
 
 import asyncio
 import time
 
 import redis
-from asgiref.sync import sync_to_async
 from django.db import OperationalError, connection
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.urls import include, path
@@ -18,6 +16,7 @@ from django.urls import include, path
 from apps.gateway.endpoint import endpoint
 from apps.gateway.ratelimit import rate_limit_tokens_take
 from apps.protocol import errors
+from plugsky_site.db import db_call
 
 
 def _hold_connection(seconds: float) -> None:
@@ -28,7 +27,7 @@ def _hold_connection(seconds: float) -> None:
 
 @endpoint("GET")
 async def slow(request: HttpRequest) -> HttpResponseBase:
-    await sync_to_async(_hold_connection)(float(request.GET.get("s", "1")))
+    await db_call(_hold_connection, float(request.GET.get("s", "1")))
     return JsonResponse({"ok": True})
 
 

@@ -12,6 +12,7 @@ from apps.providers.upstream.breaker import (
     BreakerPolicy,
     BreakerState,
     CircuitBreaker,
+    Verdict,
     route_key,
 )
 
@@ -32,10 +33,10 @@ async def test_it_opens_after_the_threshold_of_consecutive_failures():
     breaker = CircuitBreaker(KEY, policy=POLICY)
 
     await _fail(breaker, 4)
-    assert (await breaker.state(), await breaker.allow()) == (BreakerState.CLOSED, True)
+    assert (await breaker.state(), bool(await breaker.allow())) == (BreakerState.CLOSED, True)
 
     await breaker.failed()
-    assert (await breaker.state(), await breaker.allow()) == (BreakerState.OPEN, False)
+    assert (await breaker.state(), bool(await breaker.allow())) == (BreakerState.OPEN, False)
 
 
 async def test_a_success_starts_the_count_again():
@@ -46,6 +47,29 @@ async def test_a_success_starts_the_count_again():
     await _fail(breaker, 4)
 
     assert await breaker.state() is BreakerState.CLOSED
+
+
+async def test_a_success_on_a_clean_route_writes_nothing_and_forgets_no_later_failure():
+    breaker = CircuitBreaker(KEY, policy=POLICY)
+    verdict = await breaker.allow()
+    assert verdict is Verdict.CLEAN
+    await _fail(CircuitBreaker(KEY, policy=POLICY), 4)  # another call fails meanwhile
+
+    await breaker.succeeded(verdict=verdict)  # began before those failures: proves nothing
+    await breaker.failed()
+    assert await breaker.state() is BreakerState.OPEN
+
+
+async def test_a_success_after_failures_on_record_forgets_them():
+    breaker = CircuitBreaker(KEY, policy=POLICY)
+    await _fail(breaker, 4)
+    verdict = await breaker.allow()
+    assert verdict is Verdict.ALLOWED
+
+    await breaker.succeeded(verdict=verdict)
+    await breaker.failed()
+    assert await breaker.state() is BreakerState.CLOSED
+    assert await breaker.allow() is Verdict.ALLOWED  # one failure on record again
 
 
 async def test_the_failure_count_lapses_after_a_quiet_window():
@@ -66,37 +90,37 @@ async def test_after_the_cool_down_one_probe_goes_and_its_success_closes():
     await asyncio.sleep(COOLED_S)
 
     assert await breaker.state() is BreakerState.HALF_OPEN
-    assert await breaker.allow() is True
-    assert await breaker.allow() is False  # the probe is out: everyone else still skips
+    assert bool(await breaker.allow()) is True
+    assert bool(await breaker.allow()) is False  # the probe is out: everyone else still skips
 
     await breaker.succeeded()
     assert await breaker.state() is BreakerState.CLOSED
-    assert [await breaker.allow() for _ in range(3)] == [True, True, True]
+    assert [await breaker.allow() for _ in range(3)] == [Verdict.CLEAN] * 3
 
 
 async def test_a_failed_probe_opens_again_for_a_whole_cool_down():
     breaker = CircuitBreaker(KEY, policy=SHORT)
     await _fail(breaker, 5)
     await asyncio.sleep(COOLED_S)
-    assert await breaker.allow() is True
+    assert bool(await breaker.allow()) is True
 
     await breaker.failed()  # one failure, not five: the probe decides
 
-    assert (await breaker.state(), await breaker.allow()) == (BreakerState.OPEN, False)
+    assert (await breaker.state(), bool(await breaker.allow())) == (BreakerState.OPEN, False)
     await asyncio.sleep(COOLED_S)
-    assert (await breaker.state(), await breaker.allow()) == (BreakerState.HALF_OPEN, True)
+    assert (await breaker.state(), bool(await breaker.allow())) == (BreakerState.HALF_OPEN, True)
 
 
 async def test_a_probe_that_never_reports_frees_its_lease():
     breaker = CircuitBreaker(KEY, policy=BreakerPolicy(failures=1, cooldown_s=0.1, probe_ttl_s=0.3))
     await breaker.failed()
     await asyncio.sleep(0.15)
-    assert await breaker.allow() is True
-    assert await breaker.allow() is False
+    assert bool(await breaker.allow()) is True
+    assert bool(await breaker.allow()) is False
 
     await asyncio.sleep(COOLED_S)  # the probe's process died
 
-    assert await breaker.allow() is True
+    assert bool(await breaker.allow()) is True
 
 
 async def test_two_processes_share_one_state():
@@ -105,10 +129,10 @@ async def test_two_processes_share_one_state():
     await _fail(here, 3)
     await _fail(there, 2)
 
-    assert (await here.allow(), await there.allow()) == (False, False)
+    assert (await here.allow(), await there.allow()) == (Verdict.REFUSED, Verdict.REFUSED)
     await asyncio.sleep(COOLED_S)
-    assert await here.allow() is True  # here holds the probe ...
-    assert await there.allow() is False  # ... so there does not get one
+    assert await here.allow() is Verdict.ALLOWED  # here holds the probe ...
+    assert await there.allow() is Verdict.REFUSED  # ... so there does not get one
     await here.succeeded()
     assert await there.state() is BreakerState.CLOSED
 
@@ -119,7 +143,7 @@ async def test_routes_have_breakers_of_their_own():
 
     await _fail(failing, 5)
 
-    assert (await failing.allow(), await other.allow()) == (False, True)
+    assert (await failing.allow(), await other.allow()) == (Verdict.REFUSED, Verdict.CLEAN)
 
 
 def test_the_key_names_the_api_the_replicas_and_the_model():
@@ -147,12 +171,12 @@ def test_the_policy_reads_the_settings(settings):
 
 async def test_with_redis_down_it_fails_open_and_logs_once(settings, caplog):
     breaker = CircuitBreaker(KEY, policy=BreakerPolicy(failures=1))
-    assert await breaker.allow() is True  # Redis answers: no outage in progress
+    assert bool(await breaker.allow()) is True  # Redis answers: no outage in progress
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
     with caplog.at_level(logging.WARNING, logger="apps.providers.upstream.breaker"):
         await _fail(breaker, 3)
-        assert await breaker.allow() is True
+        assert bool(await breaker.allow()) is True
         assert await breaker.state() is BreakerState.CLOSED
 
     logged = [r.getMessage() for r in caplog.records if r.name == "apps.providers.upstream.breaker"]

@@ -1,7 +1,6 @@
 """Production settings: secure cookies, HSTS, its own API-key pepper; every form of the site
 carries a CSRF token; and Django's own error pages never answer under /v1."""
 
-import asyncio
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from plugsky_site.embedded import REPO_ROOT
+from tests.asgi_client import asgi_get
 
 PRODUCTION = {
     "PLUGSKY_ENV": "production",
@@ -114,47 +114,19 @@ def test_a_disallowed_host_elsewhere_keeps_django_page(client, db, settings):
     assert response["Content-Type"].startswith("text/html")
 
 
-async def _asgi_get(path: str, query_string: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-    from plugsky_site.asgi import application
-
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query_string,
-        "root_path": "", "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 40000), "server": ("testserver", 80),
-    }  # fmt: skip
-    messages = []
-    requested = False
-
-    async def receive():  # type: ignore[no-untyped-def]
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b""}
-        await asyncio.Event().wait()
-
-    async def send(message):  # type: ignore[no-untyped-def]
-        messages.append(message)
-
-    await asyncio.wait_for(application(scope, receive, send), timeout=30)
-    start = messages[0]
-    body = b"".join(message.get("body", b"") for message in messages[1:])
-    return start["status"], dict(start["headers"]), body
-
-
 @pytest.mark.parametrize(
     ("path", "query_string"),
     [("/v1/models", b"\xff=\xfe"), ("/v1/chat/completions", b"a=\xc3\x28")],
 )
 async def test_an_undecodable_request_under_v1_is_a_json_400(path, query_string):
     # Daphne refuses these itself; other ASGI servers pass them to Django's handler.
-    status, headers, body = await _asgi_get(path, query_string)
+    status, headers, body = await asgi_get(path, query_string)
     assert status == 400
     assert headers[b"Content-Type"] == b"application/json"
     assert json.loads(body) == BAD_REQUEST
 
 
 async def test_an_undecodable_request_elsewhere_keeps_django_answer():
-    status, headers, _ = await _asgi_get("/pricing/", b"\xff")
+    status, headers, _ = await asgi_get("/pricing/", b"\xff")
     assert status == 400
     assert headers[b"Content-Type"].startswith(b"text/html")

@@ -17,7 +17,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, TypeVar
 
 import redis
@@ -53,14 +53,26 @@ end
 return 0
 """
 
-# KEYS: open, tripped, probe. ARGV: a token for the probe lease, its ttl ms.
-# Returns 1 when the call may go (closed, or this call holds the half-open probe lease).
+# KEYS: open, tripped, probe, failures. ARGV: a token for the probe lease, its ttl ms.
+# Returns 0 when the call may not go, 2 when it may and the route has no failure on record
+# (closed and clean), 1 when it may otherwise (failures counted, or it holds the probe lease).
 _ALLOW = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 0 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('EXISTS', KEYS[4]) == 0 then return 2 end
+  return 1
+end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
+
+
+class Verdict(IntEnum):
+    """A breaker's answer before a call: false when the call may not go."""
+
+    REFUSED = 0
+    ALLOWED = 1
+    CLEAN = 2  # allowed, and the route had nothing to forget: its success writes nothing
 
 
 class BreakerState(StrEnum):
@@ -129,13 +141,16 @@ class CircuitBreaker:
             f"{_PREFIX}{key}:{part}" for part in ("failures", "open", "tripped", "probe")
         )
 
-    async def allow(self) -> bool:
-        """Whether a call may go to the route now; in half-open, True for one probe only."""
-        return await _redis.call(self._allow, fallback=True)
+    async def allow(self) -> Verdict:
+        """Whether a call may go to the route now; in half-open, for one probe only."""
+        return await _redis.call(self._allow, fallback=Verdict.ALLOWED)
 
-    async def succeeded(self) -> None:
-        """The route answered: close the breaker and forget its failures."""
-        await _redis.call(self._succeed, fallback=None)
+    async def succeeded(self, *, verdict: Verdict = Verdict.ALLOWED) -> None:
+        """The route answered: close the breaker and forget its failures. A call let through
+        CLEAN skips the write (one Redis round trip per call saved); a failure another call
+        counted meanwhile then stays counted, as it should: that success began before it."""
+        if verdict is not Verdict.CLEAN:
+            await _redis.call(self._succeed, fallback=None)
 
     async def failed(self) -> None:
         """The route failed (a retryable error): count it, open the breaker at the threshold."""
@@ -144,10 +159,10 @@ class CircuitBreaker:
     async def state(self) -> BreakerState:
         return await _redis.call(self._state, fallback=BreakerState.CLOSED)
 
-    def _allow(self) -> bool:
-        keys = (self._open, self._tripped, self._probe)
+    def _allow(self) -> Verdict:
+        keys = (self._open, self._tripped, self._probe, self._failures)
         token = secrets.token_hex(8)
-        return bool(redis_client().eval(_ALLOW, 3, *keys, token, _ms(self.policy.probe_ttl_s)))
+        return Verdict(redis_client().eval(_ALLOW, 4, *keys, token, _ms(self.policy.probe_ttl_s)))
 
     def _succeed(self) -> None:
         redis_client().delete(self._failures, self._open, self._tripped, self._probe)

@@ -149,14 +149,19 @@ class OpenAIProvider:
             upstream=self._upstream,
         ) as response:
             usage.upstream_request_id = response.headers.get("x-request-id", "")
+            is_done = False
+            # Read to the body's end (nothing follows [DONE]): the connection goes back to the
+            # pool instead of being closed half-read, which cost a new connection per call.
             async for _, data in http.server_sent_events(response):
-                if data.strip() == "[DONE]":
-                    return
+                if is_done or data.strip() == "[DONE]":
+                    is_done = True
+                    continue
                 chunk = self._checked_chunk(http.loads(data, upstream=self._upstream))
                 self._record(chunk, usage)
                 if chunk.get("choices"):
                     yield chunk
-        raise http.malformed(self._upstream, "a stream that ended before [DONE]")
+        if not is_done:
+            raise http.malformed(self._upstream, "a stream that ended before [DONE]")
 
     def _checked_chunk(self, chunk: Any) -> Chunk:
         if not isinstance(chunk, dict):
