@@ -5,21 +5,23 @@ from datetime import timedelta
 from django.utils import timezone
 
 from apps.dashboard.selectors import usage_series
-from apps.usage.models import UsageDaily, UsageRecord
+from apps.usage.models import UsageMinute, UsageRecord
 from apps.usage.services import CallOutcome, usage_record_create
+from apps.usage.tasks import usage_rollup_recent
 
 
 def _record(organization, *, request_id, model="plugsky-nano", api_key=None, cost=123,  # type: ignore[no-untyped-def]
-            is_tester=False, created_at=None):  # fmt: skip
+            is_tester=False, created_at=None, endpoint="chat.completions", prompt=10,
+            completion=5):  # fmt: skip
     record = usage_record_create(
         outcome=CallOutcome(
             request_id=request_id,
             organization_id=organization.pk,
             api_key_id=api_key.pk if api_key else None,
-            endpoint="chat.completions",
+            endpoint=endpoint,
             model=model,
-            prompt_tokens=10,
-            completion_tokens=5,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
             latency_ms=250,
             status=200,
             is_tester=is_tester,
@@ -31,13 +33,14 @@ def _record(organization, *, request_id, model="plugsky-nano", api_key=None, cos
     return record
 
 
-def test_the_series_joins_past_rollups_with_todays_records(organization, api_key):
+def test_the_series_joins_rolled_up_days_with_the_calls_since(organization, api_key):
     key = api_key[0]
-    today = timezone.now().date()
-    UsageDaily.objects.create(
-        organization=organization, api_key=key, model="plugsky-mini", day=today - timedelta(days=2),
-        requests=3, prompt_tokens=30, completion_tokens=15, cost_micros=900,
-    )  # fmt: skip
+    two_days_ago = timezone.now() - timedelta(days=2)
+    for number in range(3):
+        _record(organization, request_id=f"req_old_{number}", api_key=key, model="plugsky-mini",
+                cost=300, prompt=10, completion=5, created_at=two_days_ago)  # fmt: skip
+    usage_rollup_recent()
+    assert UsageMinute.objects.filter(organization=organization).count() == 1
     _record(organization, request_id="req_a", api_key=key)
     _record(organization, request_id="req_b", is_tester=True, model="plugsky-mini")
 
@@ -48,6 +51,7 @@ def test_the_series_joins_past_rollups_with_todays_records(organization, api_key
 
     by_key = usage_series(organization=organization, days=7, by="key")
     assert set(by_key.tokens) == {f"test key ({key.display})", "Tester"}
+    assert by_key.cost_micros[f"test key ({key.display})"] == [0, 0, 0, 0, 900, 0, 123]
 
 
 def test_the_usage_page_shows_recent_requests_and_tester_traffic(client, owner, organization):
