@@ -41,6 +41,7 @@ from apps.dashboard.services import (
 )
 from apps.keys.services import api_key_revoke
 from apps.site.public import api_base_url, public_base_url
+from apps.usage.endpoints import Unit, unit_of
 from apps.usage.models import UsageRecord
 
 
@@ -166,9 +167,11 @@ def usage_requests(request: HttpRequest, scope: Scope) -> HttpResponse:
     return _render(request, scope, "dashboard/_requests_table.html", context)
 
 
+# Audio calls fill audio_seconds or speech_characters instead of the token columns.
 _CSV_COLUMNS = [
     "created_at", "request_id", "endpoint", "model", "api_key", "source", "prompt_tokens",
-    "completion_tokens", "cost_usd", "latency_ms", "status", "error_code", "stream",
+    "completion_tokens", "audio_seconds", "speech_characters", "cost_usd", "latency_ms", "status",
+    "error_code", "stream",
 ]  # fmt: skip
 
 
@@ -192,6 +195,16 @@ def _spreadsheet_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
+def _csv_amounts(record: UsageRecord) -> list[object]:
+    """prompt_tokens, completion_tokens, audio_seconds, speech_characters: one unit filled."""
+    unit = unit_of(record.endpoint)
+    if unit == Unit.SECONDS:
+        return ["", "", record.prompt_tokens, ""]
+    if unit == Unit.CHARACTERS:
+        return ["", "", "", record.prompt_tokens]
+    return [record.prompt_tokens, record.completion_tokens, "", ""]
+
+
 def _csv_row(record: UsageRecord) -> list[object]:
     key = record.api_key
     return [
@@ -201,8 +214,7 @@ def _csv_row(record: UsageRecord) -> list[object]:
         record.model,
         _spreadsheet_safe(f"{key.name} ({key.display})") if key else "",
         "tester" if record.is_tester else "api",
-        record.prompt_tokens,
-        record.completion_tokens,
+        *_csv_amounts(record),
         cost_header_value(record.cost_micros),  # exact dollars, always six decimals
         record.latency_ms,
         record.status,
