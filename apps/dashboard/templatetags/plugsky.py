@@ -50,6 +50,12 @@ def usage_amount(record: UsageRecord) -> str:
     return f"{record.prompt_tokens:,} / {record.completion_tokens:,}"
 
 
+@register.filter
+def audit_details(details: dict[str, Any] | None) -> str:
+    """An audit event's details, readable: "role: admin, previous_role: member"."""
+    return ", ".join(f"{name}: {value}" for name, value in (details or {}).items())
+
+
 @register.inclusion_tag("dashboard/_switcher.html", takes_context=True)
 def organization_switcher(context: dict[str, Any], organization: Any) -> dict[str, Any]:
     request = context["request"]
