@@ -102,8 +102,53 @@ class UsageMinute(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M} {self.organization_id} {self.model}: {self.requests}"
 
 
+class UsageDay(models.Model):
+    """UsageMinute summed per UTC day, for the days the watermark has passed: what day buckets read.
+
+    Recomputed from the day's minutes whenever any of them is, in the same transaction.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="usage_days"
+    )
+    api_key = models.ForeignKey(
+        APIKey,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    endpoint = models.CharField(max_length=32)
+    model = models.CharField(max_length=128)
+    end_user = models.CharField(max_length=256, blank=True)
+    day_start = models.DateTimeField()  # midnight UTC
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "api_key", "endpoint", "model", "end_user", "day_start"],
+                nulls_distinct=False,
+                name="one_rollup_per_usage_group_day",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "day_start"]),
+            models.Index(fields=["day_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day_start:%Y-%m-%d} {self.organization_id} {self.model}: {self.requests}"
+
+
 class UsageRollupState(models.Model):
-    """The rollup watermark: every minute before `rolled_up_to` is in UsageMinute.
+    """The rollup watermark: every minute before `rolled_up_to` is in UsageMinute, and every day
+    before its midnight in UsageDay.
 
     One row (pk=1). The task moves it forward only, under a row lock, so two runs never interleave.
     """

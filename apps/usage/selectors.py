@@ -10,8 +10,8 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Trunc
 
-from apps.usage.models import UsageMinute, UsageRecord, UsageRollupState
-from apps.usage.rollups import STATE_PK, minute_floor
+from apps.usage.models import UsageDay, UsageMinute, UsageRecord, UsageRollupState
+from apps.usage.rollups import STATE_PK, day_floor, minute_floor
 
 
 def usage_cost_since(*, organization_id: int, api_key_id: int | None, since: datetime) -> int:
@@ -63,6 +63,61 @@ def _minute_ceil(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(minutes=1)
 
 
+def _day_ceil(moment: datetime) -> datetime:
+    floor = day_floor(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where totals come from: a table, its time column, and how it counts requests."""
+
+    queryset: QuerySet[Any]
+    moment: str
+    requests: Any
+
+
+def _spans(
+    start: datetime, end: datetime, watermark: datetime, *, use_days: bool
+) -> dict[str, list[tuple[datetime, datetime]]]:
+    """[start, end) split by source: whole closed days from the day rollups (for day buckets),
+    whole rolled-up minutes from the minute rollups, the rest (partial minutes at either end, and
+    the tail after the watermark) from the records."""
+    minutes_from = _minute_ceil(start)
+    minutes_to = max(minutes_from, min(watermark, minute_floor(end)))
+    days_from = days_to = minutes_to
+    if use_days:
+        days_from = min(_day_ceil(minutes_from), minutes_to)
+        days_to = max(days_from, day_floor(minutes_to))
+    spans = {
+        "records": [(start, minutes_from), (minutes_to, end)],
+        "minutes": [(minutes_from, days_from), (days_to, minutes_to)],
+        "days": [(days_from, days_to)],
+    }
+    return {name: [(lo, hi) for lo, hi in pairs if lo < hi] for name, pairs in spans.items()}
+
+
+def _sources(
+    organization_id: int, spans: dict[str, list[tuple[datetime, datetime]]]
+) -> list[_Source]:
+    tables = {
+        "records": (UsageRecord, "created_at", Count("pk")),
+        "minutes": (UsageMinute, "minute", Sum("requests")),
+        "days": (UsageDay, "day_start", Sum("requests")),
+    }
+    sources = []
+    for name, pairs in spans.items():
+        if not pairs:
+            continue
+        model, moment, requests = tables[name]
+        within = Q()
+        for lo, hi in pairs:
+            within |= Q(**{f"{moment}__gte": lo, f"{moment}__lt": hi})
+        queryset = model._default_manager.filter(within, organization_id=organization_id)
+        sources.append(_Source(queryset, moment, requests))
+    return sources
+
+
 def usage_buckets(
     *,
     organization_id: int,
@@ -75,30 +130,17 @@ def usage_buckets(
     api_key_ids: Sequence[int] = (),
 ) -> list[UsageBucketRow]:
     """Totals per `width` bucket ("minute", "hour", "day", UTC) in [start, end), exact to the token:
-    whole minutes before the watermark from the rollups, the rest (the tail since the last run, and
-    any partial minute at either end) from the records. `endpoints` None: every endpoint."""
-    rolled_from = _minute_ceil(start)
-    rolled_to = max(rolled_from, min(usage_watermark(), minute_floor(end)))
-    rollups = UsageMinute.objects.filter(
-        organization_id=organization_id, minute__gte=rolled_from, minute__lt=rolled_to
-    )
-    records = UsageRecord.objects.filter(organization_id=organization_id).filter(
-        Q(created_at__gte=start, created_at__lt=rolled_from)
-        | Q(created_at__gte=rolled_to, created_at__lt=end)
-    )
+    before the watermark from the rollups (day rows for day buckets), the rest (the tail since the
+    last run, any partial minute at either end) from the records. `endpoints` None: every one."""
+    spans = _spans(start, end, usage_watermark(), use_days=width == "day")
     columns = [GROUP_COLUMNS[name] for name in group_by]
-    scoped = [
-        _scoped(queryset, endpoints=endpoints, models=models, api_key_ids=api_key_ids)
-        for queryset in (rollups, records)
-    ]
-    totals = _merged(
-        [
-            *_grouped(scoped[0], "minute", width, columns, requests=Sum("requests")),
-            *_grouped(scoped[1], "created_at", width, columns, requests=Count("pk")),
-        ],
-        columns,
-    )
-    return [_bucket_row(row) for row in totals]
+    rows: list[dict[str, Any]] = []
+    for source in _sources(organization_id, spans):
+        scoped = _scoped(
+            source.queryset, endpoints=endpoints, models=models, api_key_ids=api_key_ids
+        )
+        rows += _grouped(scoped, source.moment, width, columns, requests=source.requests)
+    return [_bucket_row(row) for row in _merged(rows, columns)]
 
 
 def _scoped(

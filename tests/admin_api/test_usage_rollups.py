@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from apps.keys.services import api_key_create
-from apps.usage.models import UsageMinute, UsageRecord
+from apps.usage.models import UsageDay, UsageMinute, UsageRecord
 from apps.usage.rollups import SETTLE_MARGIN, usage_rollup_advance
 from apps.usage.selectors import usage_watermark
 from apps.usage.tasks import usage_rollup_recent
@@ -137,6 +137,7 @@ def test_the_same_figures_with_the_watermark_in_a_bucket(as_owner, keys, waterma
     usage_rollup_advance(now=watermark_at + SETTLE_MARGIN)
     assert usage_watermark() == watermark_at
     assert UsageMinute.objects.filter(minute__lt=watermark_at).exists()
+    assert UsageDay.objects.exists() is (watermark_at > NEXT_DAY)
     assert _bodies(as_owner, keys) == before
 
 
@@ -156,6 +157,17 @@ def test_rolled_up_minutes_are_read_from_the_rollups(as_owner, keys):  # type: i
     [[result]] = _results(as_owner.get("usage/completions", **hourly).json())
     # 10:05 (100) and 10:05:30 (11) from the rollups; 10:40 changed; 10:40:45 (13) from records.
     assert result["input_tokens"] == 100 + 11 + 1_000_000 + 13
+
+
+def test_closed_days_are_read_from_the_day_rollups(as_owner, keys):  # type: ignore[no-untyped-def]
+    """Day buckets sum the day rows; hour buckets the minute rows (changed here behind them)."""
+    usage_rollup_recent()
+    UsageMinute.objects.filter(minute=TEN + timedelta(minutes=5)).update(prompt_tokens=0)
+    daily = as_owner.get("usage/completions", **TWO_DAYS).json()
+    assert _results(daily)[0][0]["input_tokens"] == 181
+    hourly = {"start_time": _at(TEN), "end_time": _at(TEN + HOUR), "bucket_width": "1h"}
+    [[result]] = _results(as_owner.get("usage/completions", **hourly).json())
+    assert result["input_tokens"] == 181 - 7 - 111  # without 10:05's 100 and 10:05:30's 11
 
 
 def test_a_call_counts_the_moment_it_settles(as_owner, organization, keys):  # type: ignore[no-untyped-def]
