@@ -83,7 +83,7 @@ def _spans(
     """[start, end) split by source: whole closed days from the day rollups (for day buckets),
     whole rolled-up minutes from the minute rollups, the rest (partial minutes at either end, and
     the tail after the watermark) from the records."""
-    minutes_from = _minute_ceil(start)
+    minutes_from = min(_minute_ceil(start), end)
     minutes_to = max(minutes_from, min(watermark, minute_floor(end)))
     days_from = days_to = minutes_to
     if use_days:
