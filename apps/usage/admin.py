@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.usage.models import UsageMinute, UsageRecord, UsageRollupState
+from apps.usage.models import UsageDay, UsageMinute, UsageRecord, UsageRollupState
 
 
 @admin.register(UsageRecord)
@@ -27,6 +27,23 @@ class UsageMinuteAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # derived from UsageRecords by apps/usage/rollups.py
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(UsageDay)
+class UsageDayAdmin(admin.ModelAdmin):
+    list_display = [
+        "day_start", "organization", "api_key", "endpoint", "model", "requests", "prompt_tokens",
+        "cached_tokens", "completion_tokens", "cost_micros",
+    ]  # fmt: skip
+    list_filter = ["endpoint", "model"]
+    search_fields = ["organization__name", "end_user"]
+    date_hierarchy = "day_start"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # derived from UsageMinute by apps/usage/rollups.py
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

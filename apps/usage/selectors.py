@@ -26,7 +26,7 @@ def usage_cost_since(*, organization_id: int, api_key_id: int | None, since: dat
 
 # Before the first rollup run every minute is read from the records.
 _NOTHING_ROLLED_UP = datetime(1970, 1, 1, tzinfo=UTC)
-# The group_by names readers use -> the column, the same in UsageMinute and UsageRecord.
+# The group_by names readers use -> the column, the same in UsageRecord and both rollups.
 GROUP_COLUMNS = {
     "model": "model", "api_key_id": "api_key_id", "user_id": "end_user", "endpoint": "endpoint",
 }  # fmt: skip
@@ -53,7 +53,8 @@ class UsageBucketRow:
 
 
 def usage_watermark() -> datetime:
-    """Where the rollups end: every minute before it is in UsageMinute."""
+    """Where the rollups end: every minute before it is in UsageMinute, every day before its
+    midnight in UsageDay."""
     state = UsageRollupState.objects.filter(pk=STATE_PK).values_list("rolled_up_to", flat=True)
     return state.first() or _NOTHING_ROLLED_UP
 
