@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,7 +75,8 @@ def _decode(page: str) -> int:
 def window_for(*, query: dict[str, Any], width: Width) -> Window:
     """The page of buckets a validated query asks for; APIError for an impossible range."""
     first = query["start_time"] - query["start_time"] % width.seconds
-    end = query.get("end_time") or int(timezone.now().timestamp())
+    # The default end is now rounded up: a call settled this very second is in the last bucket.
+    end = query.get("end_time") or math.ceil(timezone.now().timestamp())
     if end <= query["start_time"]:
         raise invalid_value(
             "`end_time` must be after `start_time`.", param="end_time", code="invalid_value"

@@ -1,5 +1,6 @@
 """Views of the admin API that read money and tokens: usage, costs and credits, in OpenAI's
-bucket shapes, exact against the UsageRecords and the ledger they are summed from."""
+bucket shapes. Usage comes from the rollups (exact against the UsageRecords: the minutes after the
+rollups' watermark are summed from the records), costs from the ledger's debits."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ from apps.billing.selectors import (
     usage_debits_buckets,
 )
 from apps.protocol.errors import invalid_value
+from apps.usage.endpoints import (
+    AUDIO_SPEECH_ENDPOINTS,
+    AUDIO_TRANSCRIPTION_ENDPOINTS,
+    COMPLETIONS_ENDPOINTS,
+    EMBEDDINGS_ENDPOINTS,
+)
 from apps.usage.selectors import UsageBucketRow, usage_buckets
 
 
@@ -51,9 +58,9 @@ def _grouped(row: Any, group_by: list[str]) -> dict[str, Any]:
 def _completions_result(row: UsageBucketRow, group_by: list[str]) -> dict[str, Any]:
     return {
         "object": "organization.usage.completions.result",
-        "input_tokens": row.input_tokens,
-        "input_cached_tokens": row.input_cached_tokens,
-        "output_tokens": row.output_tokens,
+        "input_tokens": row.prompt_tokens,
+        "input_cached_tokens": row.cached_tokens,
+        "output_tokens": row.completion_tokens,
         "input_audio_tokens": 0,
         "output_audio_tokens": 0,
         "num_model_requests": row.requests,
@@ -65,15 +72,37 @@ def _completions_result(row: UsageBucketRow, group_by: list[str]) -> dict[str, A
 def _embeddings_result(row: UsageBucketRow, group_by: list[str]) -> dict[str, Any]:
     return {
         "object": "organization.usage.embeddings.result",
-        "input_tokens": row.input_tokens,
+        "input_tokens": row.prompt_tokens,
+        "num_model_requests": row.requests,
+        **_grouped(row, group_by),
+    }
+
+
+# The audio endpoints record their billed units as prompt_tokens (apps/usage/endpoints.py).
+def _audio_speeches_result(row: UsageBucketRow, group_by: list[str]) -> dict[str, Any]:
+    return {
+        "object": "organization.usage.audio_speeches.result",
+        "characters": row.prompt_tokens,
+        "num_model_requests": row.requests,
+        **_grouped(row, group_by),
+    }
+
+
+def _audio_transcriptions_result(row: UsageBucketRow, group_by: list[str]) -> dict[str, Any]:
+    return {
+        "object": "organization.usage.audio_transcriptions.result",
+        "seconds": row.prompt_tokens,
         "num_model_requests": row.requests,
         **_grouped(row, group_by),
     }
 
 
 class _UsageView(AdminAPIView):
-    is_embeddings = False
-    page_serializer: Any = shapes.UsageCompletionsPageSerializer
+    """One family of endpoints in OpenAI's usage buckets, from the rollups (exact to the token)."""
+
+    endpoints: tuple[str, ...] = ()
+    present: Any = None
+    page_serializer: Any = None
 
     def get(self, request: Request) -> Response:
         query = self.validated(shapes.UsageQuerySerializer, request.query_params)
@@ -85,12 +114,12 @@ class _UsageView(AdminAPIView):
             start=window.start_moment,
             end=window.end_moment,
             width=width.trunc,
-            is_embeddings=self.is_embeddings,
+            endpoints=self.endpoints,
             group_by=group_by,
             models=query["models"],
             api_key_ids=_key_pks(query["api_key_ids"]),
         )
-        present = _embeddings_result if self.is_embeddings else _completions_result
+        present = type(self).present
         body = buckets.page(
             window=window, rows=rows, start_of=lambda row: row.bucket_start,
             result=lambda row: present(row, group_by),
@@ -99,6 +128,10 @@ class _UsageView(AdminAPIView):
 
 
 class UsageCompletionsView(_UsageView):
+    endpoints = COMPLETIONS_ENDPOINTS
+    present = _completions_result
+    page_serializer = shapes.UsageCompletionsPageSerializer
+
     @documented(
         operation_id="usage-completions",
         parameters=[shapes.UsageQuerySerializer],
@@ -109,13 +142,42 @@ class UsageCompletionsView(_UsageView):
 
 
 class UsageEmbeddingsView(_UsageView):
-    is_embeddings = True
+    endpoints = EMBEDDINGS_ENDPOINTS
+    present = _embeddings_result
     page_serializer = shapes.UsageEmbeddingsPageSerializer
 
     @documented(
         operation_id="usage-embeddings",
         parameters=[shapes.UsageQuerySerializer],
         responses=responses(200, shapes.UsageEmbeddingsPageSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        return super().get(request)
+
+
+class UsageAudioSpeechesView(_UsageView):
+    endpoints = AUDIO_SPEECH_ENDPOINTS
+    present = _audio_speeches_result
+    page_serializer = shapes.UsageAudioSpeechesPageSerializer
+
+    @documented(
+        operation_id="usage-audio-speeches",
+        parameters=[shapes.UsageQuerySerializer],
+        responses=responses(200, shapes.UsageAudioSpeechesPageSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        return super().get(request)
+
+
+class UsageAudioTranscriptionsView(_UsageView):
+    endpoints = AUDIO_TRANSCRIPTION_ENDPOINTS
+    present = _audio_transcriptions_result
+    page_serializer = shapes.UsageAudioTranscriptionsPageSerializer
+
+    @documented(
+        operation_id="usage-audio-transcriptions",
+        parameters=[shapes.UsageQuerySerializer],
+        responses=responses(200, shapes.UsageAudioTranscriptionsPageSerializer),
     )
     def get(self, request: Request) -> Response:
         return super().get(request)

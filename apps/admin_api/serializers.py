@@ -212,6 +212,22 @@ class UsageEmbeddingsResultSerializer(_GroupedSerializer):
     model = serializers.CharField(allow_null=True)
 
 
+class UsageAudioSpeechesResultSerializer(_GroupedSerializer):
+    object = _constant("organization.usage.audio_speeches.result")
+    characters = serializers.IntegerField()
+    num_model_requests = serializers.IntegerField()
+    user_id = serializers.CharField(allow_null=True)
+    model = serializers.CharField(allow_null=True)
+
+
+class UsageAudioTranscriptionsResultSerializer(_GroupedSerializer):
+    object = _constant("organization.usage.audio_transcriptions.result")
+    seconds = serializers.IntegerField()
+    num_model_requests = serializers.IntegerField()
+    user_id = serializers.CharField(allow_null=True)
+    model = serializers.CharField(allow_null=True)
+
+
 class CostsResultSerializer(_GroupedSerializer):
     object = _constant("organization.costs.result")
     amount = AmountSerializer()
@@ -245,6 +261,12 @@ def _page_of(result: type[serializers.Serializer], name: str) -> type[serializer
 
 UsageCompletionsPageSerializer = _page_of(UsageCompletionsResultSerializer, "UsageCompletions")
 UsageEmbeddingsPageSerializer = _page_of(UsageEmbeddingsResultSerializer, "UsageEmbeddings")
+UsageAudioSpeechesPageSerializer = _page_of(
+    UsageAudioSpeechesResultSerializer, "UsageAudioSpeeches"
+)
+UsageAudioTranscriptionsPageSerializer = _page_of(
+    UsageAudioTranscriptionsResultSerializer, "UsageAudioTranscriptions"
+)
 CostsPageSerializer = _page_of(CostsResultSerializer, "Costs")
 
 

@@ -17,6 +17,8 @@ api_patterns = [
     path("invites/<str:invite_id>", views.InviteView.as_view()),
     path("usage/completions", report_views.UsageCompletionsView.as_view()),
     path("usage/embeddings", report_views.UsageEmbeddingsView.as_view()),
+    path("usage/audio_speeches", report_views.UsageAudioSpeechesView.as_view()),
+    path("usage/audio_transcriptions", report_views.UsageAudioTranscriptionsView.as_view()),
     path("costs", report_views.CostsView.as_view()),
     path("credits", report_views.CreditsView.as_view()),
 ]

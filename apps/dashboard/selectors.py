@@ -14,7 +14,14 @@ from apps.accounts.models import Invitation, Membership, Organization
 from apps.billing.models import EntryKind, LedgerEntry, SpendLimit, TopUp, TopUpStatus
 from apps.billing.selectors import credit_account_for, month_start
 from apps.keys.models import AdminKey, APIKey
-from apps.usage.models import UsageDaily, UsageRecord
+from apps.usage.endpoints import (
+    AUDIO_SPEECH_ENDPOINTS,
+    AUDIO_TRANSCRIPTION_ENDPOINTS,
+    Unit,
+    unit_of,
+)
+from apps.usage.models import UsageRecord
+from apps.usage.selectors import UsageBucketRow, usage_buckets
 
 TESTER_LABEL = "Tester"
 NO_KEY_LABEL = "Deleted key"
@@ -51,8 +58,12 @@ def overview_for(*, organization: Organization) -> Overview:
         organization=organization, kind=EntryKind.TRIAL_GRANT
     ).first()
     records = UsageRecord.objects.filter(organization=organization)
+    # Audio calls count seconds or characters in prompt_tokens: not tokens.
+    is_tokens = ~Q(endpoint__in=[*AUDIO_SPEECH_ENDPOINTS, *AUDIO_TRANSCRIPTION_ENDPOINTS])
     week = records.filter(created_at__gte=now - timedelta(days=7)).aggregate(
-        requests=Count("pk"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens")
+        requests=Count("pk"),
+        prompt=Sum("prompt_tokens", filter=is_tokens),
+        completion=Sum("completion_tokens", filter=is_tokens),
     )
     month = records.filter(created_at__gte=_month_start_dt(now)).aggregate(cost=Sum("cost_micros"))
     return Overview(
@@ -117,7 +128,11 @@ def key_of(*, organization: Organization, key_id: int) -> APIKey | None:
 
 @dataclass
 class Series:
-    """Per-day values for each group (a model, or a key), ready for a stacked bar chart."""
+    """Per-day values for each group (a model, or a key), ready for a stacked bar chart.
+
+    Tokens count the token endpoints only; audio calls add their own units (seconds of audio
+    transcribed or translated, characters spoken), which are not tokens.
+    """
 
     days: list[date]
     cost_micros: dict[str, list[int]] = field(default_factory=dict)
@@ -125,16 +140,24 @@ class Series:
     requests: int = 0
     total_cost_micros: int = 0
     total_tokens: int = 0
+    audio_seconds: int = 0
+    speech_characters: int = 0
 
-    def add(self, day: date, group: str, *, cost: int, tokens: int, requests: int) -> None:
+    def add(self, day: date, group: str, *, row: UsageBucketRow) -> None:
         index = (day - self.days[0]).days
         if not 0 <= index < len(self.days):
             return
-        for table, value in ((self.cost_micros, cost), (self.tokens, tokens)):
+        unit = unit_of(row.endpoint or "")
+        tokens = row.prompt_tokens + row.completion_tokens if unit == Unit.TOKENS else 0
+        for table, value in ((self.cost_micros, row.cost_micros), (self.tokens, tokens)):
             table.setdefault(group, [0] * len(self.days))[index] += value
-        self.requests += requests
-        self.total_cost_micros += cost
+        self.requests += row.requests
+        self.total_cost_micros += row.cost_micros
         self.total_tokens += tokens
+        if unit == Unit.SECONDS:
+            self.audio_seconds += row.prompt_tokens
+        elif unit == Unit.CHARACTERS:
+            self.speech_characters += row.prompt_tokens
 
 
 def _key_labels(organization: Organization) -> dict[int | None, str]:
@@ -147,34 +170,21 @@ def _key_labels(organization: Organization) -> dict[int | None, str]:
 
 
 def usage_series(*, organization: Organization, days: int, by: str) -> Series:
-    """Spend and tokens per UTC day, by model or by key, over the last `days` days.
-
-    Past days come from the daily rollups (UsageDaily); today, which the rollup task recomputes
-    only every few minutes, is summed from today's records so a call shows up at once.
-    """
+    """Spend, tokens and audio units per UTC day, by model or by key, over the last `days` days,
+    from the usage rollups (exact: the minutes since the last rollup run come from the records)."""
     today = timezone.now().astimezone(UTC).date()
     series = Series(days=[today - timedelta(days=offset) for offset in range(days - 1, -1, -1)])
     labels = _key_labels(organization) if by == "key" else {}
-    rollups = UsageDaily.objects.filter(
-        organization=organization, day__gte=series.days[0], day__lt=today
-    ).values_list("day", "model", "api_key_id", "requests", "prompt_tokens", "completion_tokens",
-                  "cost_micros")  # fmt: skip
-    live = (
-        UsageRecord.objects.filter(organization=organization, created_at__gte=_day_start(today))
-        .values("model", "api_key_id")
-        .annotate(
-            requests=Count("pk"),
-            prompt=Sum("prompt_tokens"),
-            completion=Sum("completion_tokens"),
-            cost=Sum("cost_micros"),
-        )
-        .values_list("model", "api_key_id", "requests", "prompt", "completion", "cost")
-        .order_by()
+    rows = usage_buckets(
+        organization_id=organization.pk,
+        start=_day_start(series.days[0]),
+        end=_day_start(today + timedelta(days=1)),
+        width="day",
+        group_by=("api_key_id" if by == "key" else "model", "endpoint"),
     )
-    rows = list(rollups) + [(today, *row) for row in live]
-    for day, model, key_id, requests, prompt, completion, cost in rows:
-        group = labels.get(key_id, NO_KEY_LABEL) if by == "key" else model
-        series.add(day, group, cost=cost, tokens=prompt + completion, requests=requests)
+    for row in rows:
+        group = labels.get(row.api_key_id, NO_KEY_LABEL) if by == "key" else str(row.model)
+        series.add(row.bucket_start.astimezone(UTC).date(), group, row=row)
     return series
 
 

@@ -21,12 +21,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.accounts.forms import InvitationForm, OrganizationNameForm, RoleForm
 from apps.accounts.models import Role
 from apps.accounts.selectors import personal_organization_for
-from apps.accounts.services import (
-    invitation_create,
-    invitation_revoke,
-    membership_role_change,
-    organization_rename,
-)
 from apps.admin_api.audit import audit_events_for
 from apps.billing.pricing import cost_header_value
 from apps.dashboard import selectors
@@ -37,10 +31,15 @@ from apps.dashboard.services import (
     admin_key_create_audited,
     admin_key_revoke_audited,
     api_key_create_with_limits,
+    api_key_revoke_audited,
+    invitation_create_audited,
+    invitation_revoke_audited,
     membership_remove_with_keys,
+    membership_role_change_audited,
+    organization_rename_audited,
 )
-from apps.keys.services import api_key_revoke
 from apps.site.public import api_base_url, public_base_url
+from apps.usage.endpoints import Unit, unit_of
 from apps.usage.models import UsageRecord
 
 
@@ -134,7 +133,7 @@ def key_revoke(request: HttpRequest, scope: Scope, key_id: int) -> HttpResponse:
     if request.method == "GET":
         context = {"section": "keys", "key": api_key}
         return _render(request, scope, "dashboard/key_revoke.html", context)
-    api_key_revoke(api_key=api_key, revoked_by=scope.user)
+    api_key_revoke_audited(api_key=api_key, revoked_by=scope.user)
     messages.success(request, f"The key “{api_key.name}” ({api_key.display}) was revoked.")
     return redirect("dashboard:keys", organization_id=scope.organization.pk)
 
@@ -166,9 +165,11 @@ def usage_requests(request: HttpRequest, scope: Scope) -> HttpResponse:
     return _render(request, scope, "dashboard/_requests_table.html", context)
 
 
+# Audio calls fill audio_seconds or speech_characters instead of the token columns.
 _CSV_COLUMNS = [
     "created_at", "request_id", "endpoint", "model", "api_key", "source", "prompt_tokens",
-    "completion_tokens", "cost_usd", "latency_ms", "status", "error_code", "stream",
+    "completion_tokens", "audio_seconds", "speech_characters", "cost_usd", "latency_ms", "status",
+    "error_code", "stream",
 ]  # fmt: skip
 
 
@@ -192,6 +193,16 @@ def _spreadsheet_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
+def _csv_amounts(record: UsageRecord) -> list[object]:
+    """prompt_tokens, completion_tokens, audio_seconds, speech_characters: one unit filled."""
+    unit = unit_of(record.endpoint)
+    if unit == Unit.SECONDS:
+        return ["", "", record.prompt_tokens, ""]
+    if unit == Unit.CHARACTERS:
+        return ["", "", "", record.prompt_tokens]
+    return [record.prompt_tokens, record.completion_tokens, "", ""]
+
+
 def _csv_row(record: UsageRecord) -> list[object]:
     key = record.api_key
     return [
@@ -201,8 +212,7 @@ def _csv_row(record: UsageRecord) -> list[object]:
         record.model,
         _spreadsheet_safe(f"{key.name} ({key.display})") if key else "",
         "tester" if record.is_tester else "api",
-        record.prompt_tokens,
-        record.completion_tokens,
+        *_csv_amounts(record),
         cost_header_value(record.cost_micros),  # exact dollars, always six decimals
         record.latency_ms,
         record.status,
@@ -298,7 +308,7 @@ def invite(request: HttpRequest, scope: Scope) -> HttpResponse:
     if not form.is_valid():
         return _organization_page(request, scope, status=400, invite_form=form)
     try:
-        invitation = invitation_create(
+        invitation = invitation_create_audited(
             organization=scope.organization,
             email=form.cleaned_data["email"],
             role=Role(form.cleaned_data["role"]),
@@ -320,7 +330,7 @@ def invitation_withdraw(request: HttpRequest, scope: Scope, invitation_id: int) 
     )
     if invitation is None:
         raise Http404("No such invitation.")
-    invitation_revoke(invitation=invitation, revoked_by=scope.user)
+    invitation_revoke_audited(invitation=invitation, revoked_by=scope.user)
     messages.success(request, f"The invitation to {invitation.email} was withdrawn.")
     return redirect("dashboard:organization", organization_id=scope.organization.pk)
 
@@ -335,7 +345,7 @@ def member_role(request: HttpRequest, scope: Scope, membership_id: int) -> HttpR
     if not form.is_valid():
         return _organization_page(request, scope, status=400, error="Choose a role.")
     try:
-        membership_role_change(
+        membership_role_change_audited(
             membership=target, role=Role(form.cleaned_data["role"]), changed_by=scope.user
         )
     except ValidationError as error:
@@ -369,7 +379,7 @@ def organization_name(request: HttpRequest, scope: Scope) -> HttpResponse:
     form = OrganizationNameForm(request.POST)
     if not form.is_valid():
         return _organization_page(request, scope, status=400, name_form=form)
-    organization_rename(
+    organization_rename_audited(
         organization=scope.organization, name=form.cleaned_data["name"], renamed_by=scope.user
     )
     messages.success(request, "The organization was renamed.")

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.usage.models import UsageDaily, UsageRecord
+from apps.usage.models import UsageDay, UsageMinute, UsageRecord, UsageRollupState
 
 
 @admin.register(UsageRecord)
@@ -15,18 +15,46 @@ class UsageRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
 
-@admin.register(UsageDaily)
-class UsageDailyAdmin(admin.ModelAdmin):
+@admin.register(UsageMinute)
+class UsageMinuteAdmin(admin.ModelAdmin):
     list_display = [
-        "day", "organization", "api_key", "model", "requests", "prompt_tokens",
-        "completion_tokens", "cost_micros",
+        "minute", "organization", "api_key", "endpoint", "model", "requests", "prompt_tokens",
+        "cached_tokens", "completion_tokens", "cost_micros",
     ]  # fmt: skip
-    list_filter = ["model"]
-    search_fields = ["organization__name"]
-    date_hierarchy = "day"
+    list_filter = ["endpoint", "model"]
+    search_fields = ["organization__name", "end_user"]
+    date_hierarchy = "minute"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # derived from UsageRecords by usage_rollup_day
+        return False  # derived from UsageRecords by apps/usage/rollups.py
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(UsageDay)
+class UsageDayAdmin(admin.ModelAdmin):
+    list_display = [
+        "day_start", "organization", "api_key", "endpoint", "model", "requests", "prompt_tokens",
+        "cached_tokens", "completion_tokens", "cost_micros",
+    ]  # fmt: skip
+    list_filter = ["endpoint", "model"]
+    search_fields = ["organization__name", "end_user"]
+    date_hierarchy = "day_start"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # derived from UsageMinute by apps/usage/rollups.py
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(UsageRollupState)
+class UsageRollupStateAdmin(admin.ModelAdmin):
+    list_display = ["rolled_up_to", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # moved only by the rollup task
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

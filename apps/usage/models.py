@@ -53,13 +53,19 @@ class UsageRecord(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
-class UsageDaily(models.Model):
-    """Calls per organization, key, model and UTC day: recomputed from UsageRecords by a task."""
+class UsageMinute(models.Model):
+    """Calls per organization, key, endpoint, model, end user and UTC minute.
+
+    Recomputed from UsageRecords by the rollup task for the minutes before the watermark
+    (UsageRollupState); readers sum these up to it and the records themselves after it, so every
+    figure is exact without a write on the request path. One row per group the usage endpoints can
+    filter or group by, so 1m, 1h and 1d buckets all come from the same rows.
+    """
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="usage_daily"
+        Organization, on_delete=models.CASCADE, related_name="usage_minutes"
     )
-    # No database constraint: a deleted key's rows keep its id until their day is recomputed.
+    # No database constraint: a deleted key's rows keep its id until their minute is recomputed.
     api_key = models.ForeignKey(
         APIKey,
         on_delete=models.DO_NOTHING,
@@ -68,23 +74,87 @@ class UsageDaily(models.Model):
         blank=True,
         related_name="+",
     )
+    endpoint = models.CharField(max_length=32)
     model = models.CharField(max_length=128)
-    day = models.DateField()
+    end_user = models.CharField(max_length=256, blank=True)
+    minute = models.DateTimeField()  # the start of the UTC minute
     requests = models.PositiveIntegerField(default=0)
+    # Tokens; for audio, prompt_tokens holds seconds (transcription) or characters (speech).
     prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
 
     class Meta:
-        verbose_name_plural = "usage daily"
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "api_key", "model", "day"],
+                fields=["organization", "api_key", "endpoint", "model", "end_user", "minute"],
                 nulls_distinct=False,
-                name="one_rollup_per_org_key_model_day",
+                name="one_rollup_per_usage_group_minute",
             )
         ]
-        indexes = [models.Index(fields=["day"])]
+        indexes = [
+            models.Index(fields=["organization", "minute"]),
+            models.Index(fields=["minute"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.day} {self.organization_id} {self.model}: {self.requests} calls"
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.organization_id} {self.model}: {self.requests}"
+
+
+class UsageDay(models.Model):
+    """UsageMinute summed per UTC day, for the days the watermark has passed: what day buckets read.
+
+    Recomputed from the day's minutes whenever any of them is, in the same transaction.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="usage_days"
+    )
+    api_key = models.ForeignKey(
+        APIKey,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    endpoint = models.CharField(max_length=32)
+    model = models.CharField(max_length=128)
+    end_user = models.CharField(max_length=256, blank=True)
+    day_start = models.DateTimeField()  # midnight UTC
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "api_key", "endpoint", "model", "end_user", "day_start"],
+                nulls_distinct=False,
+                name="one_rollup_per_usage_group_day",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "day_start"]),
+            models.Index(fields=["day_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day_start:%Y-%m-%d} {self.organization_id} {self.model}: {self.requests}"
+
+
+class UsageRollupState(models.Model):
+    """The rollup watermark: every minute before `rolled_up_to` is in UsageMinute, and every day
+    before its midnight in UsageDay.
+
+    One row (pk=1). The task moves it forward only, under a row lock, so two runs never interleave.
+    """
+
+    rolled_up_to = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"usage rolled up to {self.rolled_up_to:%Y-%m-%d %H:%M} UTC"

@@ -1,16 +1,14 @@
-"""Writes for usage: the record of one API call, and the daily rollups."""
+"""Writes for usage: the record of one API call (its rollups: apps/usage/rollups.py)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, Field, Sum
+from django.db.models import Field
 
-from apps.usage.models import UsageDaily, UsageRecord
+from apps.usage.models import UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -80,30 +78,3 @@ def usage_record_fields(outcome: CallOutcome) -> dict[str, Any]:
 def _field_max_length(name: str) -> int | None:
     field = UsageRecord._meta.get_field(name)
     return field.max_length if isinstance(field, Field) else None
-
-
-def usage_rollup_day(*, day: date) -> int:
-    """Recompute the UTC day's rollups from its UsageRecords; running it again changes nothing."""
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    groups = (
-        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=start + timedelta(days=1))
-        .values("organization_id", "api_key_id", "model")
-        .annotate(
-            requests=Count("pk"),
-            prompt_tokens=Sum("prompt_tokens"),
-            completion_tokens=Sum("completion_tokens"),
-            cost_micros=Sum("cost_micros"),
-        )
-        .order_by()
-    )
-    rows = [UsageDaily(day=day, **group) for group in groups]
-    with transaction.atomic():
-        # An upsert, so that two runs for the same day at once cannot collide.
-        kept = UsageDaily.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["organization", "api_key", "model", "day"],
-            update_fields=["requests", "prompt_tokens", "completion_tokens", "cost_micros"],
-        )
-        UsageDaily.objects.filter(day=day).exclude(pk__in=[row.pk for row in kept]).delete()
-    return len(rows)

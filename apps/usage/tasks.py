@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from celery import shared_task
-from django.utils import timezone
 
-from apps.usage.services import usage_rollup_day
+from apps.usage.rollups import usage_rollup_advance, usage_rollup_recompute
 
 
 @shared_task
 def usage_rollup_recent() -> int:
-    """Recompute today's and yesterday's rollups (yesterday: calls settled after midnight)."""
-    today = timezone.now().date()  # UTC: USE_TZ with TIME_ZONE = UTC
-    return sum(usage_rollup_day(day=day) for day in (today - timedelta(days=1), today))
+    """Roll up the minutes closed since the last run and move the watermark past them."""
+    return usage_rollup_advance()
 
 
 @shared_task
 def usage_rollup_for_day(day_iso: str) -> int:
-    """Recompute one UTC day's rollups, e.g. after a backfill."""
-    return usage_rollup_day(day=date.fromisoformat(day_iso))
+    """Recompute one UTC day's rolled-up minutes, e.g. after a backfill."""
+    start = datetime.combine(date.fromisoformat(day_iso), time.min, tzinfo=UTC)
+    return usage_rollup_recompute(start=start, end=start + timedelta(days=1))

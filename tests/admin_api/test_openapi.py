@@ -11,7 +11,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_spec_validator import validate
 
 from apps.keys.models import APIKey
-from tests.admin_api.calls import DAY, known_calls, settle
+from tests.admin_api.calls import DAY, Call, known_calls, settle
 from tests.admin_api.conftest import AdminClient
 from tests.billing.helpers import hold_for, set_balance
 
@@ -23,7 +23,8 @@ OPERATIONS = {
     ("get", "/users/{user_id}"), ("post", "/users/{user_id}"), ("delete", "/users/{user_id}"),
     ("get", "/invites"), ("post", "/invites"), ("get", "/invites/{invite_id}"),
     ("delete", "/invites/{invite_id}"), ("get", "/usage/completions"),
-    ("get", "/usage/embeddings"), ("get", "/costs"), ("get", "/credits"),
+    ("get", "/usage/embeddings"), ("get", "/usage/audio_speeches"),
+    ("get", "/usage/audio_transcriptions"), ("get", "/costs"), ("get", "/credits"),
 }  # fmt: skip
 
 
@@ -87,6 +88,12 @@ def test_real_responses_of_every_operation_match_the_document(  # type: ignore[n
     window = {"start_time": int(DAY.timestamp()), "end_time": int(DAY.timestamp()) + 2 * 86400}
     check("get", "usage/completions", group_by=["model", "api_key_id", "user_id"], **window)
     check("get", "usage/embeddings", bucket_width="1h", limit=2, **window)
+    settle(organization, Call(DAY, rows["a"], "hibari", 42, 0, 42, endpoint="audio.speech"))
+    settle(organization, Call(DAY, None, "whisper", 3, 0, 30, endpoint="audio.transcriptions"))
+    speeches = check("get", "usage/audio_speeches", group_by=["model", "api_key_id"], **window)
+    assert speeches["data"][0]["results"][0]["characters"] == 42
+    heard = check("get", "usage/audio_transcriptions", bucket_width="1m", limit=1, **window)
+    assert heard["data"][0]["results"][0]["seconds"] == 3
     check("get", "costs", group_by=["line_item", "api_key_id"], **window)
     check("get", "credits")
     check("get", "users")

@@ -20,8 +20,9 @@ def test_every_billing_model_has_an_admin_page(staff_client, organization, model
     assert staff_client.get(f"/admin/billing/{model}/").status_code == 200
 
 
-def test_the_rollup_admin_page_loads(staff_client):
-    assert staff_client.get("/admin/usage/usagedaily/").status_code == 200
+@pytest.mark.parametrize("model", ["usageminute", "usageday", "usagerollupstate"])
+def test_the_rollup_admin_pages_load(staff_client, model):  # type: ignore[no-untyped-def]
+    assert staff_client.get(f"/admin/usage/{model}/").status_code == 200
 
 
 def test_staff_adjust_credit_through_the_ledger(staff_client, organization):

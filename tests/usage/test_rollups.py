@@ -1,132 +1,164 @@
-from datetime import UTC, date, datetime, timedelta
+"""The per-minute usage rollups and their watermark, against sums taken here from the records."""
 
-import pytest
+from datetime import UTC, datetime, timedelta
 
-from apps.accounts.selectors import personal_organization_for
-from apps.keys.services import api_key_create
-from apps.usage.models import UsageDaily, UsageRecord
-from apps.usage.services import CallOutcome, usage_record_create, usage_rollup_day
+from apps.usage.models import UsageDay, UsageMinute, UsageRecord, UsageRollupState
+from apps.usage.rollups import REVISIT, SETTLE_MARGIN, usage_rollup_advance
+from apps.usage.selectors import usage_watermark
 from apps.usage.tasks import usage_rollup_for_day, usage_rollup_recent
-from tests.factories import make_user
-
-DAY = date(2026, 3, 14)
-MIDNIGHT = datetime(2026, 3, 14, tzinfo=UTC)
+from tests.usage.conftest import MIDNIGHT, NOON, record
 
 
-def record(number, organization, key, model, at, prompt, completion, cost, status=200):  # type: ignore[no-untyped-def]
-    created = usage_record_create(
-        outcome=CallOutcome(
-            request_id=f"req_rollup_{number}",
-            organization_id=organization.pk,
-            api_key_id=key.pk if key else None,
-            endpoint="chat.completions",
-            model=model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            latency_ms=1,
-            status=status,
-        ),
-        cost_micros=cost,
-    )
-    UsageRecord.objects.filter(pk=created.pk).update(created_at=at)
-
-
-@pytest.fixture
-def traffic(organization, owner):  # type: ignore[no-untyped-def]
-    key, _ = api_key_create(organization=organization, created_by=owner, name="a")
-    other_key, _ = api_key_create(organization=organization, created_by=owner, name="b")
-    other_org = personal_organization_for(user=make_user("other@example.com"))
-    calls = [
-        (organization, key, "plugsky-nano", MIDNIGHT, 10, 20, 2),
-        (organization, key, "plugsky-nano", MIDNIGHT + timedelta(hours=23, minutes=59), 5, 5, 1),
-        (organization, key, "plugsky-mini", MIDNIGHT + timedelta(hours=1), 100, 0, 0),
-        (organization, other_key, "plugsky-nano", MIDNIGHT + timedelta(hours=2), 7, 3, 1),
-        (organization, None, "plugsky-nano", MIDNIGHT + timedelta(hours=3), 1, 1, 1),
-        (organization, None, "plugsky-nano", MIDNIGHT + timedelta(hours=4), 2, 2, 1),
-        (other_org, None, "plugsky-embed", MIDNIGHT + timedelta(hours=5), 1_000, 0, 10),
-        # Outside the day on either side:
-        (organization, key, "plugsky-nano", MIDNIGHT - timedelta(microseconds=1), 99, 99, 99),
-        (organization, key, "plugsky-nano", MIDNIGHT + timedelta(days=1), 99, 99, 99),
-    ]
-    for number, call in enumerate(calls):
-        record(number, *call)
-    return organization, key, other_key, other_org
-
-
-Sums = dict[tuple[int, int | None, str], tuple[int, int, int, int]]
-
-
-def sums_from_records(day: date) -> Sums:
-    """What the day's rollups must say, summed here in Python from the records themselves."""
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    records = UsageRecord.objects.filter(
-        created_at__gte=start, created_at__lt=start + timedelta(days=1)
-    )
-    sums: dict[tuple[int, int | None, str], list[int]] = {}
-    for r in records:
-        row = sums.setdefault((r.organization_id, r.api_key_id, r.model), [0, 0, 0, 0])
-        for position, value in enumerate((1, r.prompt_tokens, r.completion_tokens, r.cost_micros)):
+def sums_from_records(
+    before: datetime, *, per_day: bool = False
+) -> dict[tuple[object, ...], tuple[int, ...]]:
+    """What the rollups must hold: every minute (or day) before `before`, summed in Python from
+    the records."""
+    sums: dict[tuple[object, ...], list[int]] = {}
+    for r in UsageRecord.objects.filter(created_at__lt=before):
+        minute = r.created_at.replace(second=0, microsecond=0)
+        if per_day:
+            minute = minute.replace(hour=0, minute=0)
+        group = (r.organization_id, r.api_key_id, r.endpoint, r.model, r.end_user, minute)
+        row = sums.setdefault(group, [0, 0, 0, 0, 0])
+        values = (1, r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.cost_micros)
+        for position, value in enumerate(values):
             row[position] += value
-    return {group: (row[0], row[1], row[2], row[3]) for group, row in sums.items()}
+    return {group: tuple(row) for group, row in sums.items()}
 
 
-def sums_from_rollups(day: date) -> Sums:
-    rows = UsageDaily.objects.filter(day=day)
+def sums_from_rollups() -> dict[tuple[object, ...], tuple[int, ...]]:
     return {
-        (row.organization_id, row.api_key_id, row.model): (
-            row.requests,
-            row.prompt_tokens,
-            row.completion_tokens,
+        (row.organization_id, row.api_key_id, row.endpoint, row.model, row.end_user, row.minute): (
+            row.requests, row.prompt_tokens, row.cached_tokens, row.completion_tokens,
             row.cost_micros,
         )
-        for row in rows
-    }
+        for row in UsageMinute.objects.all()
+    }  # fmt: skip
 
 
-def test_rollups_equal_the_sum_of_usage_records(traffic):
+def sums_from_days() -> dict[tuple[object, ...], tuple[int, ...]]:
+    return {
+        (row.organization_id, row.api_key_id, row.endpoint, row.model, row.end_user,
+         row.day_start): (
+            row.requests, row.prompt_tokens, row.cached_tokens, row.completion_tokens,
+            row.cost_micros,
+        )
+        for row in UsageDay.objects.all()
+    }  # fmt: skip
+
+
+def test_every_closed_minute_is_rolled_up_exactly_and_nothing_after_it(traffic):
     organization, key, _, _ = traffic
-    assert usage_rollup_day(day=DAY) == 5
+    usage_rollup_advance(now=NOON + SETTLE_MARGIN)
 
-    assert sums_from_rollups(DAY) == sums_from_records(DAY)
-    assert sums_from_rollups(DAY)[(organization.pk, key.pk, "plugsky-nano")] == (2, 15, 25, 3)
-    assert sums_from_rollups(DAY)[(organization.pk, None, "plugsky-nano")] == (2, 3, 3, 2)
-
-
-def test_a_rollup_run_twice_gives_the_same_rows(traffic):
-    usage_rollup_day(day=DAY)
-    first = sorted(UsageDaily.objects.values_list("pk", "requests", "cost_micros"))
-    usage_rollup_day(day=DAY)
-    assert sorted(UsageDaily.objects.values_list("pk", "requests", "cost_micros")) == first
+    assert usage_watermark() == NOON
+    rollups = sums_from_rollups()
+    assert rollups == sums_from_records(before=NOON)
+    group = (organization.pk, key.pk, "chat.completions", "plugsky-nano", "", MIDNIGHT)
+    assert rollups[group] == (2, 15, 4, 25, 3)
+    assert all(minute < NOON for *_, minute in rollups)
+    assert UsageDay.objects.count() == 0  # the day is not over at the watermark
 
 
-def test_a_recompute_follows_the_records(traffic):
+def test_a_day_is_summed_from_its_minutes_once_the_watermark_passed_it(traffic):
+    organization, key, _, _ = traffic
+    usage_rollup_advance(now=NOON + timedelta(days=1) + SETTLE_MARGIN)
+    days = sums_from_days()
+    assert days == sums_from_records(before=MIDNIGHT + timedelta(days=1), per_day=True)
+    group = (organization.pk, key.pk, "chat.completions", "plugsky-nano", "", MIDNIGHT)
+    assert days[group] == (4, 25, 4, 36, 15)
+    assert {day for *_, day in days} == {MIDNIGHT}  # the second day is still open
+
+
+def test_the_watermark_stays_behind_the_settlements_still_in_flight(traffic):
+    usage_rollup_advance(now=NOON + timedelta(seconds=30))  # 11:58:30 is not a closed minute
+    assert usage_watermark() == NOON - SETTLE_MARGIN
+    # An earlier clock never moves it back.
+    usage_rollup_advance(now=MIDNIGHT)
+    assert usage_watermark() == NOON - SETTLE_MARGIN
+
+
+def test_a_run_again_changes_nothing(traffic):
+    usage_rollup_advance(now=NOON)
+    first = sums_from_rollups()
+    usage_rollup_advance(now=NOON)
+    assert sums_from_rollups() == first
+    assert UsageRollupState.objects.count() == 1
+
+
+def test_a_catch_up_over_days_lands_on_the_same_rows_as_small_steps(traffic):
+    later = MIDNIGHT + timedelta(days=2)
+    usage_rollup_advance(now=later)
+    at_once = sums_from_rollups(), sums_from_days()
+    UsageMinute.objects.all().delete()
+    UsageDay.objects.all().delete()
+    UsageRollupState.objects.all().delete()
+    for hours in range(0, 49, 5):
+        usage_rollup_advance(now=MIDNIGHT + timedelta(hours=hours))
+    usage_rollup_advance(now=later)
+    assert (sums_from_rollups(), sums_from_days()) == at_once
+    assert at_once == (
+        sums_from_records(before=later - SETTLE_MARGIN),
+        sums_from_records(before=MIDNIGHT + timedelta(days=1), per_day=True),
+    )
+
+
+def test_a_late_settlement_just_before_midnight_reaches_its_day(traffic):
+    organization, key, _, _ = traffic
+    next_midnight = MIDNIGHT + timedelta(days=1)
+    usage_rollup_advance(now=next_midnight + timedelta(minutes=5) + SETTLE_MARGIN)
+    record(100, organization, key, "plugsky-nano", next_midnight - timedelta(minutes=1), 1, 1, 1)
+    usage_rollup_advance(now=next_midnight + timedelta(minutes=6) + SETTLE_MARGIN)
+    assert sums_from_days() == sums_from_records(before=next_midnight, per_day=True)
+
+
+def test_a_settlement_committed_late_is_counted_by_the_next_run(traffic):
+    organization, key, _, _ = traffic
+    usage_rollup_advance(now=NOON)
+    # Stamped before the watermark, committed after the run (a slow settlement).
+    late = NOON - SETTLE_MARGIN - REVISIT + timedelta(seconds=1)
+    record(100, organization, key, "plugsky-nano", late, 1, 1, 1)
+    assert sums_from_rollups() != sums_from_records(before=usage_watermark())
+    usage_rollup_advance(now=NOON + timedelta(minutes=1))
+    assert sums_from_rollups() == sums_from_records(before=usage_watermark())
+
+
+def test_a_day_recomputed_follows_its_records_up_to_the_watermark_only(traffic):
     organization, key, other_key, _ = traffic
-    usage_rollup_day(day=DAY)
+    usage_rollup_advance(now=NOON + SETTLE_MARGIN)
     record(100, organization, key, "plugsky-nano", MIDNIGHT + timedelta(hours=6), 1, 1, 5)
     # A key deleted since: its records now belong to no key, and its rollup row must go.
     deleted_key_id = other_key.pk
     other_key.delete()
 
-    usage_rollup_for_day(DAY.isoformat())
+    usage_rollup_for_day(MIDNIGHT.date().isoformat())
 
-    rollups = sums_from_rollups(DAY)
-    assert rollups == sums_from_records(DAY)
-    assert rollups[(organization.pk, key.pk, "plugsky-nano")] == (3, 16, 26, 8)
-    assert rollups[(organization.pk, None, "plugsky-nano")] == (3, 10, 6, 3)
+    rollups = sums_from_rollups()
+    assert rollups == sums_from_records(before=NOON)
     assert not any(group[1] == deleted_key_id for group in rollups)
+    assert usage_watermark() == NOON
 
 
-def test_days_are_rolled_up_separately(traffic):
-    usage_rollup_day(day=DAY - timedelta(days=1))
-    usage_rollup_day(day=DAY + timedelta(days=1))
-    assert sums_from_rollups(DAY - timedelta(days=1)) == sums_from_records(DAY - timedelta(days=1))
-    assert UsageDaily.objects.filter(day=DAY).count() == 0
-    assert UsageDaily.objects.count() == 2
+def test_a_closed_day_recomputed_follows_its_records(traffic):
+    organization, key, _, _ = traffic
+    usage_rollup_advance(now=NOON + timedelta(days=1))
+    record(100, organization, key, "plugsky-nano", MIDNIGHT + timedelta(hours=6), 1, 1, 5)
+    assert sums_from_days() != sums_from_records(before=MIDNIGHT + timedelta(days=1), per_day=True)
+    usage_rollup_for_day(MIDNIGHT.date().isoformat())
+    assert sums_from_days() == sums_from_records(before=MIDNIGHT + timedelta(days=1), per_day=True)
 
 
-def test_the_periodic_task_rolls_up_today_and_yesterday(organization):
-    today = datetime.now(UTC)
-    record(200, organization, None, "plugsky-nano", today, 3, 4, 5)
-    record(201, organization, None, "plugsky-nano", today - timedelta(days=1), 1, 1, 1)
+def test_the_periodic_task_rolls_up_to_just_before_now(organization):
+    now = datetime.now(UTC)
+    record(200, organization, None, "plugsky-nano", now - timedelta(minutes=5), 3, 4, 5)
+    record(201, organization, None, "plugsky-nano", now - timedelta(days=1), 1, 1, 1)
     assert usage_rollup_recent() == 2
-    assert UsageDaily.objects.get(day=today.date()).cost_micros == 5
+    assert now - SETTLE_MARGIN - timedelta(minutes=1) <= usage_watermark() <= now - SETTLE_MARGIN
+    assert sorted(UsageMinute.objects.values_list("cost_micros", flat=True)) == [1, 5]
+
+
+def test_no_records_no_rollups_and_a_watermark_at_the_cutoff(db):
+    assert usage_rollup_advance(now=NOON) == 0
+    assert usage_watermark() == NOON - SETTLE_MARGIN
+    assert UsageMinute.objects.count() == 0

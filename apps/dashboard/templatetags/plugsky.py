@@ -8,6 +8,8 @@ from django import template
 
 from apps.billing.pricing import usd_display
 from apps.dashboard.selectors import organizations_of
+from apps.usage.endpoints import Unit, unit_of
+from apps.usage.models import UsageRecord
 
 register = template.Library()
 
@@ -35,6 +37,23 @@ def per_mtok(amount_micros: int) -> str:
 @register.filter
 def thousands(value: int | None) -> str:
     return f"{value or 0:,}"
+
+
+@register.filter
+def usage_amount(record: UsageRecord) -> str:
+    """What a call used, in its own unit: "1,200 / 35" tokens, "12 s" of audio, "340 chars"."""
+    unit = unit_of(record.endpoint)
+    if unit == Unit.SECONDS:
+        return f"{record.prompt_tokens:,} s"
+    if unit == Unit.CHARACTERS:
+        return f"{record.prompt_tokens:,} chars"
+    return f"{record.prompt_tokens:,} / {record.completion_tokens:,}"
+
+
+@register.filter
+def audit_details(details: dict[str, Any] | None) -> str:
+    """An audit event's details, readable: "role: admin, previous_role: member"."""
+    return ", ".join(f"{name}: {value}" for name, value in (details or {}).items())
 
 
 @register.inclusion_tag("dashboard/_switcher.html", takes_context=True)
