@@ -10,5 +10,5 @@ def identity_cache_key(digest: str) -> str:
     return f"apikey:identity:{digest}"
 
 
-def touched_cache_key(key_id: int) -> str:
-    return f"apikey:touched:{key_id}"
+def touched_cache_key(digest: str) -> str:
+    return f"apikey:touched:{digest}"

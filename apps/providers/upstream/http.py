@@ -104,7 +104,7 @@ async def read_json(response: httpx.Response, *, upstream: str) -> Any:
 async def server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """(event, data) of each server-sent event; `event` is "" when the server names none."""
     event, data = "", list[str]()
-    async for line in response.aiter_lines():
+    async for line in _lines(response):
         if not line:
             if data:
                 yield event, "\n".join(data)
@@ -120,6 +120,20 @@ async def server_sent_events(response: httpx.Response) -> AsyncIterator[tuple[st
                 data.append(value)
     if data:
         yield event, "\n".join(data)
+
+
+async def _lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines, split on bytes: httpx's `aiter_lines` decodes and re-splits text in
+    Python and cost a third of a streamed call's parsing (profiled). A UTF-8 sequence never
+    holds a newline byte, so each line decodes on its own. Lines end in \\n or \\r\\n, as every
+    vendor sends them."""
+    rest = b""
+    async for piece in response.aiter_bytes():
+        *lines, rest = (rest + piece).split(b"\n")
+        for line in lines:
+            yield line.removesuffix(b"\r").decode(errors="replace")
+    if rest:
+        yield rest.removesuffix(b"\r").decode(errors="replace")
 
 
 def loads(data: str, *, upstream: str) -> Any:
