@@ -8,7 +8,7 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class Mocks:
         return total
 
 
-def _run_mock(*arguments: str) -> Iterator[MockUpstream]:
+def _run_mock(*arguments: str) -> Generator[MockUpstream, None, None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.mock_upstream", *arguments],
         cwd=BENCH_DIR.parent, stdout=subprocess.PIPE, text=True,

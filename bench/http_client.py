@@ -177,6 +177,7 @@ class Connection:
     @classmethod
     async def open(cls, url: str) -> Connection:
         parts = urlsplit(url)
+        assert parts.hostname and parts.port, url
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(_Protocol, parts.hostname, parts.port)
         return cls(protocol)

@@ -35,11 +35,12 @@ pytestmark = pytest.mark.bench
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
 WARM_UP = 30  # calls of each kind per target before anything is timed
 # Per target: 8 rounds of 50 chats and of 25 streams at 1 concurrent; 3 rounds of 3 s at
-# 32 concurrent (enough to keep one web process busy: see `core_busy`); 2 rounds of 256 slow
-# streams at once (BENCH_SLOW_STREAMS to change it).
+# 32 concurrent (meant to keep one web process busy: see `core_busy`; BENCH_CONCURRENCY to
+# change it); 2 rounds of 256 slow streams at once (BENCH_SLOW_STREAMS to change it).
 ROUNDS = 8
 CHATS_PER_ROUND, STREAMS_PER_ROUND = 50, 25
-CONCURRENCY, THROUGHPUT_ROUNDS, THROUGHPUT_ROUND_S = 32, 3, 3.0
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+THROUGHPUT_ROUNDS, THROUGHPUT_ROUND_S = 3, 3.0
 SLOW_STREAMS, SLOW_ROUNDS = int(os.environ.get("BENCH_SLOW_STREAMS", "256")), 2
 SETTINGS = {"warm_up": WARM_UP, "rounds": ROUNDS, "chats_per_round": CHATS_PER_ROUND,
             "streams_per_round": STREAMS_PER_ROUND, "throughput_concurrency": CONCURRENCY,

@@ -77,6 +77,7 @@ def test_web_process_memory_stays_flat(plugsky_url, mocks, upstream_key, tenant)
         for pid in (mocks.fast.pid, mocks.paced.pid):
             processes.pin(pid, cores[1])
     before = ledger_state(organization)
+    rss_before_warm_up_mb = _rss_mb(web_pid)
     load_started, started = os.getloadavg(), time.monotonic()
     with processes.pinned_here(cores[1] if cores else None):
         samples = asyncio.run(_soak(target, web_pid))
@@ -89,7 +90,8 @@ def test_web_process_memory_stays_flat(plugsky_url, mocks, upstream_key, tenant)
         "warm_up": WARM_UP, "requests": REQUESTS, "concurrency": CONCURRENCY,
         "streams_every": STREAMS_EVERY, "elapsed_s": round(elapsed_s, 1),
         "calls_per_s": round((WARM_UP + REQUESTS) / elapsed_s, 1),
-        "samples": samples, "growth_mb": growth_mb, "billing": billing,
+        "rss_before_warm_up_mb": rss_before_warm_up_mb, "samples": samples,
+        "growth_mb": growth_mb, "billing": billing,
     })  # fmt: skip
     print(f"\nRSS after the warm-up {samples[0]['rss_mb']} MB, after {REQUESTS} calls "
           f"{samples[-1]['rss_mb']} MB: {growth_mb:+} MB (limit {GROWTH_LIMIT_MB})")  # fmt: skip
