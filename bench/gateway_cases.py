@@ -213,8 +213,11 @@ class Throughput:
             "requests": self.requests,
             "requests_per_s": round(self.requests / self.wall_s, 1),
             "cpu_ms_per_request": round(self.cpu_s * 1000 / self.requests, 3),
-            # ~1.0: the target's process kept its core busy (saturated); well below: it did not.
+            # ~1.0: the target's process kept its core busy (saturated); well below: it did not,
+            # or (on a shared machine) other processes had part of its core.
             "core_busy": round(self.cpu_s / self.wall_s, 2),
+            # What one core fully given to it would do: the fairer figure on a shared machine.
+            "requests_per_cpu_s": round(self.requests / self.cpu_s, 1) if self.cpu_s else None,
         }
 
 
