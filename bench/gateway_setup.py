@@ -62,7 +62,7 @@ class Mocks:
         return total
 
 
-def _run_mock(*arguments: str) -> Generator[MockUpstream, None, None]:
+def run_mock(*arguments: str) -> Generator[MockUpstream, None, None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.mock_upstream", *arguments],
         cwd=BENCH_DIR.parent, stdout=subprocess.PIPE, text=True,
@@ -78,8 +78,8 @@ def _run_mock(*arguments: str) -> Generator[MockUpstream, None, None]:
 
 @pytest.fixture(scope="module")
 def mocks() -> Iterator[Mocks]:
-    fast = _run_mock()
-    paced = _run_mock("--pace-ms", str(gateway_cases.PACE_MS))
+    fast = run_mock()
+    paced = run_mock("--pace-ms", str(gateway_cases.PACE_MS))
     try:
         yield Mocks(fast=next(fast), paced=next(paced))
     finally:

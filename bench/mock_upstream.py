@@ -222,8 +222,9 @@ class _Pacer:
             self._timer = None
             return
         loop = asyncio.get_running_loop()
-        # On a fixed schedule; once behind it, no burst of ticks to catch up.
-        self._due = max(self._due + self._pace_s, loop.time())
+        # On a fixed schedule; once behind it, no burst of ticks to catch up (never two ticks
+        # closer than half a pace).
+        self._due = max(self._due + self._pace_s, loop.time() + self._pace_s / 2)
         self._timer = loop.call_at(self._due, self._tick)
 
 
