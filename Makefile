@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test check bench format models-pro stop-embedded clean
+.PHONY: run test check bench bench-gateway bench-gateway-soak format models-pro stop-embedded clean
 
 # Re-install only when the dependency lists change, so a second `make run` starts at once.
 $(STAMP): pyproject.toml requirements/models.txt
@@ -43,6 +43,16 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest -n 0 -m bench bench/ -s $(PYTEST_ARGS)
+
+# Direct to the mock upstream vs through Plugsky vs through LiteLLM (bench/README.md); the first
+# run installs LiteLLM into .data/bench/litellm-venv. The memory soak is opt-in and long.
+bench-gateway: $(STAMP)
+	$(PY) -m pytest -n 0 -m bench bench/test_gateway_overhead.py -s -p no:cacheprovider $(PYTEST_ARGS)
+
+BENCH_SOAK_REQUESTS ?= 100000
+bench-gateway-soak: $(STAMP)
+	BENCH_SOAK_REQUESTS=$(BENCH_SOAK_REQUESTS) $(PY) -m pytest -n 0 -m bench \
+	  bench/test_gateway_soak.py -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # The 1.5B model (plugsky-pro) is 1.1 GB of weights: an install option, not a default.
 models-pro: $(STAMP)
