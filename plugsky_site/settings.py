@@ -228,8 +228,10 @@ RATE_LIMIT_REQUESTS_PER_MINUTE = env_int("RATE_LIMIT_REQUESTS_PER_MINUTE", 600)
 # Per API key: a call counts its prompt bound plus its maximum output when it is admitted.
 RATE_LIMIT_TOKENS_PER_MINUTE = env_int("RATE_LIMIT_TOKENS_PER_MINUTE", 1_000_000)
 # Admission: /v1 calls in flight per web process (over: 503) and per organization across every
-# process (over: 429). An organization slot left by a dead process expires after the TTL.
-GATEWAY_MAX_IN_FLIGHT = env_int("GATEWAY_MAX_IN_FLIGHT", 64)
+# process (over: 429). An organization slot left by a dead process expires after the TTL. A
+# call in flight holds no database connection (plugsky_site.db), so one process can hold the
+# hundreds of slow streams issue 13 asks for; 512 still bounds its memory.
+GATEWAY_MAX_IN_FLIGHT = env_int("GATEWAY_MAX_IN_FLIGHT", 512)
 RATE_LIMIT_CONCURRENT_PER_ORG = env_int("RATE_LIMIT_CONCURRENT_PER_ORG", 32)
 RATE_LIMIT_CONCURRENT_SLOT_TTL_S = env_int("RATE_LIMIT_CONCURRENT_SLOT_TTL_S", 900)
 # Images in chat messages (vision): fetched over public http(s) only, within these limits.
