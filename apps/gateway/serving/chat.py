@@ -31,7 +31,11 @@ ENDPOINT = "chat.completions"
 SYSTEM_FINGERPRINT = "fp_plugsky_local"
 
 
-async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
+async def create(
+    request: ChatCompletionRequest, ctx: CallContext, *, endpoint: str = ENDPOINT
+) -> Priced | ChunkStream:
+    """`endpoint` names the API the call is recorded under: Responses and Messages calls are
+    served here, translated, and recorded as theirs."""
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     _reject_unsupported(request)
     end_user = end_user_of(request.user)
@@ -53,7 +57,7 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | C
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
         api_key_id=ctx.api_key_id,
-        endpoint=ENDPOINT,
+        endpoint=endpoint,
         entry=entry,
         max_prompt_tokens=provider.prompt_token_bound(request),
         # Each choice is capped at max_output by the provider.

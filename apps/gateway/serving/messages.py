@@ -43,6 +43,8 @@ from apps.protocol.openai import ChatCompletionRequest, request_validate
 from apps.providers.errors import ProviderError
 from apps.providers.registry import route_providers
 
+ENDPOINT = "messages"  # as the call is recorded (UsageRecord.endpoint)
+
 
 @runtime_checkable
 class _PromptCounter(Protocol):
@@ -53,7 +55,7 @@ class _PromptCounter(Protocol):
 
 async def create(request: MessagesRequest, ctx: CallContext) -> Priced | EventStream:
     """A finished, billed message, or its events (the stream settles the call itself)."""
-    result = await chat.create(chat_request(request), ctx)
+    result = await chat.create(chat_request(request), ctx, endpoint=ENDPOINT)
     if isinstance(result, Priced):
         return Priced(message_from(result.body, message_id=message_id(ctx)), result.cost_micros)
     return message_events(result, message_id=message_id(ctx), model=request.model)
