@@ -168,6 +168,8 @@ class _ChunkView:
                     out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             if delta or finish_reason or logprobs:
                 out.append(self._choice_chunk(index, delta, finish_reason, logprobs))
+                if finish_reason and choice.get("stop_reason"):  # which stop sequence (vLLM's)
+                    out[-1]["choices"][0]["stop_reason"] = choice["stop_reason"]
         return out
 
     def _choice_chunk(
@@ -220,6 +222,7 @@ class _Assembled:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
+    stop_reason: str | None = None  # the stop sequence that ended the text, if one did
 
     def add(self, choice: dict[str, Any]) -> None:
         delta = choice.get("delta") or {}
@@ -229,6 +232,7 @@ class _Assembled:
             self._add_call(call)
         self.logprobs.extend((choice.get("logprobs") or {}).get("content") or [])
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        self.stop_reason = choice.get("stop_reason") or self.stop_reason
 
     def _add_call(self, call: dict[str, Any]) -> None:
         if call["index"] == len(self.tool_calls):
@@ -258,9 +262,10 @@ class _Assembled:
         }
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
-        return {
+        choice = {
             "index": index,
             "message": message,
             "logprobs": {"content": self.logprobs, "refusal": None} if with_logprobs else None,
             "finish_reason": self.finish_reason or "stop",
         }
+        return choice | ({"stop_reason": self.stop_reason} if self.stop_reason else {})
