@@ -128,8 +128,7 @@ def test_stop_sequence_cuts_the_text(api):
     cut = stopped["content"][0]["text"] if stopped["content"] else ""
     assert word not in cut and text.startswith(cut.rstrip())
     assert stopped["usage"]["output_tokens"] < free["usage"]["output_tokens"]
-    # The chat core does not tell a stop sequence from the end of the turn (see the module).
-    assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("end_turn", None)
+    assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("stop_sequence", word)
 
 
 def test_stream_events_come_in_anthropic_order_and_usage_is_billed(api, live_key):

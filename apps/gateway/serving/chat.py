@@ -168,8 +168,8 @@ class _ChunkView:
                     out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             if delta or finish_reason or logprobs:
                 out.append(self._choice_chunk(index, delta, finish_reason, logprobs))
-                if finish_reason and choice.get("stop_reason"):  # which stop sequence (vLLM's)
-                    out[-1]["choices"][0]["stop_reason"] = choice["stop_reason"]
+                if finish_reason and (sequence := _stop_sequence(choice)):
+                    out[-1]["choices"][0]["stop_reason"] = sequence
         return out
 
     def _choice_chunk(
@@ -214,6 +214,13 @@ async def _collect(
     return Priced(body, cost)
 
 
+def _stop_sequence(choice: dict[str, Any]) -> str | None:
+    """The stop sequence that ended a choice, as vLLM reports it (`stop_reason`; a token id
+    there is not a sequence) and the local engine and Anthropic's provider copy it."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) and reason else None
+
+
 @dataclass
 class _Assembled:
     """One choice of a non-streamed completion, assembled from its chunks."""
@@ -232,7 +239,7 @@ class _Assembled:
             self._add_call(call)
         self.logprobs.extend((choice.get("logprobs") or {}).get("content") or [])
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
-        self.stop_reason = choice.get("stop_reason") or self.stop_reason
+        self.stop_reason = _stop_sequence(choice) or self.stop_reason
 
     def _add_call(self, call: dict[str, Any]) -> None:
         if call["index"] == len(self.tool_calls):
