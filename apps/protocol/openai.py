@@ -185,6 +185,9 @@ class _SamplingRequest(_Request):
     model: str
     temperature: Temperature | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Not OpenAI's: Anthropic's Messages API, vLLM and llama.cpp's server take it. Upstream
+    # OpenAI-compatible routes get it as sent (OpenAI itself refuses it with a 400).
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)] | None = None
     n: Annotated[int, Field(ge=1, le=8)] = 1
     stop: str | list[str] | None = None
     seed: Int64 | None = None

@@ -3,6 +3,7 @@ each call answers text, and the usage the SDK reports is the call's UsageRecord 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from apps.usage.models import UsageRecord
 pytestmark = pytest.mark.xdist_group("live")
 
 SETTLED_WITHIN_S = 10
+ENDPOINTS = {"resp_": "responses", "chatcmpl-": "chat.completions"}  # by the id's prefix
 
 
 def _request_id_of(response_id: str) -> str:
@@ -34,7 +36,8 @@ def _settled(request_id: str) -> UsageRecord:
     return record
 
 
-def _assert_billed(record: UsageRecord, *, organization: Any, model: str) -> None:
+def _assert_billed(record: UsageRecord, *, organization: Any, model: str, endpoint: str) -> None:
+    """Billed as its model's prices say, recorded under its endpoint's name."""
     entry = catalog_model(model)
     assert entry is not None
     expected = call_cost_micros(
@@ -43,8 +46,7 @@ def _assert_billed(record: UsageRecord, *, organization: Any, model: str) -> Non
         completion_tokens=record.completion_tokens,
     )
     assert record.organization_id == organization.pk
-    # /v1/responses is served by the chat core, and recorded as its calls are.
-    assert (record.endpoint, record.model, record.status) == ("chat.completions", model, 200)
+    assert (record.endpoint, record.model, record.status) == (endpoint, model, 200)
     assert record.prompt_tokens > 0 and record.completion_tokens > 0
     assert record.cost_micros == expected > 0
     debit = LedgerEntry.objects.get(usage_record=record)
@@ -105,7 +107,9 @@ def test_openai_chat_completions_create(node, live_key):
     record = _record_of(result)
     assert _openai_chat_usage(result["usage"]) == _usage_of(record)
     assert not record.is_stream
-    _assert_billed(record, organization=organization, model="plugsky-nano")
+    _assert_billed(
+        record, organization=organization, model="plugsky-nano", endpoint="chat.completions"
+    )
 
 
 def test_openai_chat_completions_stream(node, live_key):
@@ -118,7 +122,9 @@ def test_openai_chat_completions_stream(node, live_key):
     record = _record_of({**result, "id": response_id})
     assert _openai_chat_usage(result["usage"]) == _usage_of(record)
     assert record.is_stream
-    _assert_billed(record, organization=organization, model="plugsky-nano")
+    _assert_billed(
+        record, organization=organization, model="plugsky-nano", endpoint="chat.completions"
+    )
 
 
 def test_openai_responses_create(node, live_key):
@@ -129,7 +135,7 @@ def test_openai_responses_create(node, live_key):
     record = _record_of(result)
     assert _openai_responses_usage(result["usage"]) == _usage_of(record)
     assert not record.is_stream
-    _assert_billed(record, organization=organization, model="plugsky-nano")
+    _assert_billed(record, organization=organization, model="plugsky-nano", endpoint="responses")
 
 
 def test_openai_responses_stream(node, live_key):
@@ -147,7 +153,7 @@ def test_openai_responses_stream(node, live_key):
     record = _settled(_request_id_of(result["id"]))
     assert _openai_responses_usage(result["usage"]) == _usage_of(record)
     assert record.is_stream
-    _assert_billed(record, organization=organization, model="plugsky-nano")
+    _assert_billed(record, organization=organization, model="plugsky-nano", endpoint="responses")
 
 
 @pytest.mark.parametrize(
@@ -171,7 +177,9 @@ def test_ai_sdk_default_provider(node, live_key, mode, is_stream, prefix):
     assert record.is_stream is is_stream
     if is_stream:
         assert result["parts"] > 0
-    _assert_billed(record, organization=organization, model="plugsky-nano")
+    _assert_billed(
+        record, organization=organization, model="plugsky-nano", endpoint=ENDPOINTS[prefix]
+    )
 
 
 @pytest.mark.parametrize("mode", ["responses-tool", "chat-tool"])
@@ -184,4 +192,36 @@ def test_ai_sdk_tool_call(node, live_key, mode):
     assert result["finishReason"] == "tool-calls"
     record = _record_of(result)
     assert _ai_sdk_usage(result["usage"]) == _usage_of(record)
-    _assert_billed(record, organization=organization, model="plugsky-mini")
+    _assert_billed(
+        record,
+        organization=organization,
+        model="plugsky-mini",
+        endpoint=ENDPOINTS["resp_" if mode.startswith("responses") else "chatcmpl-"],
+    )
+
+
+def test_openai_responses_function_call_output_in_a_follow_up_turn(node, live_key):
+    """A function call, then its output in a second turn: through previous_response_id, and
+    restated in full with store: false. Both turns are the same conversation, so they read
+    the same prompt and, at temperature 0, answer the same text."""
+    organization, _ = live_key
+    result = node("openai_responses_tools.mjs", mode="function-call-output", model="plugsky-mini")
+    first, chained, restated = result["first"], result["chained"], result["restated"]
+    assert (first["status"], first["outputTypes"]) == ("completed", ["function_call"])
+    [call] = first["calls"]
+    assert call["name"] == "get_weather" and call["call_id"]
+    assert set(json.loads(call["arguments"])) == {"city"}
+    assert chained["previousResponseId"] == first["id"]
+    assert result["chainedInputTypes"] == ["function_call_output"]  # its own input only
+    for turn in (chained, restated):
+        assert (turn["status"], turn["outputTypes"]) == ("completed", ["message"])
+        assert turn["text"].strip()
+    # The stored conversation is the restated one: the same prompt, token for token.
+    assert chained["usage"]["input_tokens"] == restated["usage"]["input_tokens"]
+    assert chained["text"] == restated["text"]
+    for turn in (first, chained, restated):
+        record = _record_of(turn)
+        assert _openai_responses_usage(turn["usage"]) == _usage_of(record)
+        _assert_billed(
+            record, organization=organization, model="plugsky-mini", endpoint="responses"
+        )

@@ -7,6 +7,8 @@ next user turn, image sources, tools and tool_choice), answers a bad request wit
 error body, and streams the scripted `Reply` in Anthropic's order: message_start (input usage),
 ping, each content block's start / deltas / stop, message_delta (stop_reason, output usage),
 message_stop. Only streamed calls are served: the provider under test never asks for others.
+`POST /v1/messages/count_tokens` takes the prompt's fields only and answers
+`{"input_tokens": n}` with the reply's input_tokens.
 
 Faults (`Reply.fault`): "500", "529", "429" (with `retry_after`), "timeout" (no answer for
 `delay_s`), "cut" (the connection dropped mid-stream), "truncated" (the stream ends cleanly
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 API_VERSION = "2023-06-01"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 BLOCK_TYPES = {"user": {"text", "image", "tool_result"}, "assistant": {"text", "tool_use"}}
@@ -89,8 +92,9 @@ class FakeAnthropic:
         raw = await _read_body(receive)
         headers = {name.decode().lower(): value.decode() for name, value in scope["headers"]}
         self.headers.append(headers)
-        if scope["method"] != "POST" or scope["path"] != "/v1/messages":
-            await _error(send, 404, f"Not found: {scope['method']} {scope['path']}")
+        path = scope["path"]
+        if scope["method"] != "POST" or path not in ("/v1/messages", COUNT_TOKENS_PATH):
+            await _error(send, 404, f"Not found: {scope['method']} {path}")
             return
         if headers.get("x-api-key") != self.api_key:
             await _error(send, 401, "invalid x-api-key")
@@ -98,11 +102,27 @@ class FakeAnthropic:
         try:
             body = _checked_headers_and_body(headers, raw)
             self.requests.append(body)
-            check_body(body)
+            check_count_body(body) if path == COUNT_TOKENS_PATH else check_body(body)
         except BadRequest as failure:
             await _error(send, 400, str(failure), request_id=self.request_id)
             return
-        await self._answer(send, receive)
+        if path == COUNT_TOKENS_PATH:
+            await self._count(send)
+        else:
+            await self._answer(send, receive)
+
+    async def _count(self, send: Any) -> None:
+        """`{"input_tokens": n}`: the reply's input_tokens, what the same call would report."""
+        if self.reply.fault in ("500", "529", "429"):
+            await _error(send, int(self.reply.fault), "scripted failure")
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"request-id", self.request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        answer = {"input_tokens": self.reply.input_tokens}
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
 
     async def _answer(self, send: Any, receive: Any) -> None:
         reply = self.reply
@@ -238,6 +258,18 @@ def _checked_headers_and_body(headers: dict[str, str], raw: bytes) -> dict[str, 
     if not isinstance(body, dict):
         raise BadRequest("The request body must be an object.")
     return body
+
+
+def check_count_body(body: dict[str, Any]) -> None:
+    """Raise BadRequest where count_tokens would answer 400: the prompt's fields only (no
+    max_tokens, no sampling), checked as a Messages body's are."""
+    _require(isinstance(body.get("model"), str) and body["model"], "model: Field required")
+    known = {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+    extra = sorted(set(body) - known)
+    _require(not extra, f"{', '.join(extra)}: Extra inputs are not permitted")
+    _check_system(body.get("system"))
+    names = _check_tools(body.get("tools"), body.get("tool_choice"))
+    _check_messages(body.get("messages"), tool_names=names)
 
 
 def check_body(body: dict[str, Any]) -> None:

@@ -11,8 +11,8 @@ is Gemini's 400 INVALID_ARGUMENT with reason API_KEY_INVALID, none a 403), the p
 `/v1beta/models/{model}:{method}` (streaming only with `alt=sse`), and the body's shapes: known
 fields only (Gemini rejects unknown names), roles "user"/"model", one datum per part, Schema
 objects of the OpenAPI subset with upper-case types, batches of at most 100 embed requests
-naming the path's model. A call that breaks a rule gets Gemini's error envelope
-{"error": {"code", "message", "status", "details"}}.
+naming the path's model, countTokens (answered with `tokens_counted`). A call that breaks a
+rule gets Gemini's error envelope {"error": {"code", "message", "status", "details"}}.
 
 Replies are scripted per call, in order (`script`); without one, a call gets a short text
 answer. A stream is one `data: <GenerateContentResponse>` event per object, as Gemini frames
@@ -260,6 +260,8 @@ class GeminiFake:
             _check_generate(call.body)
         elif action == "batchEmbedContents":
             _check_embed(call.body, model=f"models/{self.model}")
+        elif action == "countTokens":
+            _check_count(call.body, model=f"models/{self.model}")
         else:
             raise _Invalid(f"Unknown method {action}.", status=404)
         return action
@@ -277,6 +279,8 @@ class GeminiFake:
             await _send_json(send, reply.status, body, headers=reply.headers)
         elif action == "batchEmbedContents":
             await _send_json(send, 200, embeddings_for(call.body))
+        elif action == "countTokens":
+            await _send_json(send, 200, {"totalTokens": tokens_counted(call.body)})
         elif action == "generateContent":
             await _send_json(send, 200, merged(reply.responses))
         else:
@@ -306,6 +310,30 @@ def embeddings_for(body: dict[str, Any]) -> dict[str, Any]:
         text = request["content"]["parts"][0]["text"]
         vectors.append({"values": [float(len(text)), float(len(text.split())), 0.5]})
     return {"embeddings": vectors}
+
+
+def tokens_counted(body: dict[str, Any]) -> int:
+    """countTokens' totalTokens, deterministic: each text part's words, and 3 per content."""
+    request = body.get("generateContentRequest") or body
+    contents = [request.get("systemInstruction") or {"parts": []}, *request["contents"]]
+    return sum(
+        3 + sum(len(str(part.get("text", "")).split()) for part in content["parts"])
+        for content in contents
+    )
+
+
+def _check_count(body: dict[str, Any], *, model: str) -> None:
+    """countTokens takes `contents` or a whole `generateContentRequest`, not both."""
+    _known(body, {"contents", "generateContentRequest"}, where="")
+    if ("contents" in body) == ("generateContentRequest" in body):
+        raise _Invalid("* CountTokensRequest: give either contents or generateContentRequest")
+    inner = body.get("generateContentRequest")
+    if inner is None:
+        _check_generate({"contents": body["contents"]})
+        return
+    if not isinstance(inner, dict) or inner.get("model") != model:
+        raise _Invalid(f"* GenerateContentRequest.model: must be {model}")
+    _check_generate({key: value for key, value in inner.items() if key != "model"})
 
 
 def _default_reply() -> Stream:

@@ -91,7 +91,7 @@ def test_message_has_anthropic_shape_and_usage_is_what_was_debited(api, live_key
         usage["output_tokens"],
     )
     assert record.cached_tokens == usage["cache_read_input_tokens"]  # llama.cpp's prompt cache
-    assert record.endpoint == "chat.completions" and record.end_user == "user-7"
+    assert record.endpoint == "messages" and record.end_user == "user-7"
     cost = call_cost_micros(
         entry=catalog_model("plugsky-nano"),
         prompt_tokens=_input(usage),
@@ -128,8 +128,7 @@ def test_stop_sequence_cuts_the_text(api):
     cut = stopped["content"][0]["text"] if stopped["content"] else ""
     assert word not in cut and text.startswith(cut.rstrip())
     assert stopped["usage"]["output_tokens"] < free["usage"]["output_tokens"]
-    # The chat core does not tell a stop sequence from the end of the turn (see the module).
-    assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("end_turn", None)
+    assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("stop_sequence", word)
 
 
 def test_stream_events_come_in_anthropic_order_and_usage_is_billed(api, live_key):
@@ -166,7 +165,7 @@ def test_stream_events_come_in_anthropic_order_and_usage_is_billed(api, live_key
     assert final["delta"]["stop_reason"] in {"end_turn", "max_tokens"}
     assert final["delta"]["stop_sequence"] is None
     record = UsageRecord.objects.get(request_id=request_id)
-    assert record.is_stream
+    assert record.is_stream and record.endpoint == "messages"
     assert (_input(final["usage"]), final["usage"]["output_tokens"]) == (
         record.prompt_tokens,
         record.completion_tokens,

@@ -71,6 +71,7 @@ def test_text_response_matches_the_spec_and_is_billed_exactly(api, live_key):
     assert part["type"] == "output_text" and part["text"] and part["annotations"] == []
     usage = body["usage"]
     record = UsageRecord.objects.get(request_id=response.headers["x-request-id"])
+    assert record.endpoint == "responses"
     assert (usage["input_tokens"], usage["output_tokens"]) == (
         record.prompt_tokens,
         record.completion_tokens,
@@ -140,7 +141,7 @@ def test_stream_events_come_in_openai_order_and_carry_the_billed_usage(api):
     assert events[0]["response"]["status"] == "in_progress"
     assert "usage" not in events[0]["response"]
     record = UsageRecord.objects.get(request_id=response.headers["x-request-id"])
-    assert record.is_stream and record.status == 200
+    assert record.is_stream and record.status == 200 and record.endpoint == "responses"
     assert final["usage"]["output_tokens"] == record.completion_tokens == 16
     assert final["usage"]["input_tokens"] == record.prompt_tokens
 

@@ -31,7 +31,11 @@ ENDPOINT = "chat.completions"
 SYSTEM_FINGERPRINT = "fp_plugsky_local"
 
 
-async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | ChunkStream:
+async def create(
+    request: ChatCompletionRequest, ctx: CallContext, *, endpoint: str = ENDPOINT
+) -> Priced | ChunkStream:
+    """`endpoint` names the API the call is recorded under: Responses and Messages calls are
+    served here, translated, and recorded as theirs."""
     entry = resolve_model(request.model, endpoint=ENDPOINT)
     _reject_unsupported(request)
     end_user = end_user_of(request.user)
@@ -53,7 +57,7 @@ async def create(request: ChatCompletionRequest, ctx: CallContext) -> Priced | C
         request_id=ctx.request_id,
         organization_id=ctx.organization_id,
         api_key_id=ctx.api_key_id,
-        endpoint=ENDPOINT,
+        endpoint=endpoint,
         entry=entry,
         max_prompt_tokens=provider.prompt_token_bound(request),
         # Each choice is capped at max_output by the provider.
@@ -164,6 +168,8 @@ class _ChunkView:
                     out.append(self._choice_chunk(index, {"role": "assistant", "content": ""}))
             if delta or finish_reason or logprobs:
                 out.append(self._choice_chunk(index, delta, finish_reason, logprobs))
+                if finish_reason and (sequence := _stop_sequence(choice)):
+                    out[-1]["choices"][0]["stop_reason"] = sequence
         return out
 
     def _choice_chunk(
@@ -208,6 +214,13 @@ async def _collect(
     return Priced(body, cost)
 
 
+def _stop_sequence(choice: dict[str, Any]) -> str | None:
+    """The stop sequence that ended a choice, as vLLM reports it (`stop_reason`; a token id
+    there is not a sequence) and the local engine and Anthropic's provider copy it."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) and reason else None
+
+
 @dataclass
 class _Assembled:
     """One choice of a non-streamed completion, assembled from its chunks."""
@@ -216,6 +229,7 @@ class _Assembled:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
+    stop_reason: str | None = None  # the stop sequence that ended the text, if one did
 
     def add(self, choice: dict[str, Any]) -> None:
         delta = choice.get("delta") or {}
@@ -225,6 +239,7 @@ class _Assembled:
             self._add_call(call)
         self.logprobs.extend((choice.get("logprobs") or {}).get("content") or [])
         self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        self.stop_reason = _stop_sequence(choice) or self.stop_reason
 
     def _add_call(self, call: dict[str, Any]) -> None:
         if call["index"] == len(self.tool_calls):
@@ -254,9 +269,10 @@ class _Assembled:
         }
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
-        return {
+        choice = {
             "index": index,
             "message": message,
             "logprobs": {"content": self.logprobs, "refusal": None} if with_logprobs else None,
             "finish_reason": self.finish_reason or "stop",
         }
+        return choice | ({"stop_reason": self.stop_reason} if self.stop_reason else {})

@@ -76,6 +76,7 @@ class _EventView:
     block_index: int = -1  # of the open block, if one is open
     open_block: str | None = None  # "text" or "tool_use"
     finish_reason: str | None = None
+    stop_sequence: str | None = None
     usage: dict[str, Any] | None = None
     has_failed: bool = False
     pending: list[Event] = field(default_factory=list)
@@ -112,13 +113,14 @@ class _EventView:
             self._read_delta(choice.get("delta") or {})
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+                self.stop_sequence = choice.get("stop_reason")
                 self._close_block()
         events, self.pending = self.pending, []
         return events
 
     def closing_events(self) -> list[Event]:
         self._close_block()
-        delta = {"stop_reason": stop_reason(self.finish_reason), "stop_sequence": None}
+        delta = stop_fields(self.finish_reason, self.stop_sequence)
         usage = message_usage(self.usage) if self.usage else {"output_tokens": 0}
         self.pending += [
             ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
@@ -171,8 +173,15 @@ def _error_event(error: dict[str, Any]) -> dict[str, Any]:
     return {"type": "error", "error": body}
 
 
-def stop_reason(finish_reason: str | None) -> str:
-    return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
+def stop_fields(finish_reason: str | None, stop_sequence: Any) -> dict[str, Any]:
+    """Anthropic's `stop_reason` and `stop_sequence` of a chat finish: `stop_sequence` is the
+    choice's `stop_reason` (vLLM's name for it), set by backends that know which one matched."""
+    if finish_reason in (None, "stop") and isinstance(stop_sequence, str) and stop_sequence:
+        return {"stop_reason": "stop_sequence", "stop_sequence": stop_sequence}
+    return {
+        "stop_reason": _STOP_REASONS.get(finish_reason or "stop", "end_turn"),
+        "stop_sequence": None,
+    }
 
 
 def message_usage(usage: dict[str, Any]) -> dict[str, int]:

@@ -5,9 +5,13 @@ A Messages request becomes the ChatCompletionRequest it means (validated like an
 back: a message object, or Anthropic's stream of events (apps.gateway.serving.message_events).
 
 What does not translate, and why:
-- `top_k` is accepted and not applied: the chat core samples with temperature and top_p only.
-- `stop_reason` is `end_turn` also when a stop sequence ended the text: the chat core reports
-  both as `stop` and does not say which sequence matched, so `stop_sequence` stays null.
+- `top_k` reaches the backends that have it: the local engine's sampler, Anthropic, Gemini
+  (`topK`). OpenAI-compatible routes get it in the body as the client sent it, as every field
+  those routes do not know (vLLM and llama.cpp's server apply it; OpenAI refuses it with a 400).
+- `stop_sequence` names the stop sequence that ended the text where the backend says which one
+  matched (the local engine, Anthropic, vLLM-style servers: the choice's `stop_reason`). Gemini
+  reports a stop sequence and a natural end alike (finishReason STOP), so there it is
+  `end_turn` with `stop_sequence` null.
 - Anthropic's `input_tokens` excludes cached input (`cache_read_input_tokens`); the chat core
   counts cached tokens inside `prompt_tokens`, so they are subtracted here. `count_tokens`
   answers the whole prompt (what caching may later split into read and uncached input).
@@ -25,7 +29,7 @@ from apps.gateway.serving.message_events import (
     EventStream,
     message_events,
     message_usage,
-    stop_reason,
+    stop_fields,
 )
 from apps.protocol import errors
 from apps.protocol.anthropic import (
@@ -43,17 +47,21 @@ from apps.protocol.openai import ChatCompletionRequest, request_validate
 from apps.providers.errors import ProviderError
 from apps.providers.registry import route_providers
 
+ENDPOINT = "messages"  # as the call is recorded (UsageRecord.endpoint)
+
 
 @runtime_checkable
 class _PromptCounter(Protocol):
-    """A provider that can count a request's prompt exactly (the local engine's)."""
+    """A provider that can count a request's prompt: exactly (the local engine with the model's
+    template, Anthropic's count_tokens, Gemini's countTokens) or, on OpenAI-compatible routes,
+    as an estimate with the model family's tokenizer (those servers cannot count)."""
 
     async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int: ...
 
 
 async def create(request: MessagesRequest, ctx: CallContext) -> Priced | EventStream:
     """A finished, billed message, or its events (the stream settles the call itself)."""
-    result = await chat.create(chat_request(request), ctx)
+    result = await chat.create(chat_request(request), ctx, endpoint=ENDPOINT)
     if isinstance(result, Priced):
         return Priced(message_from(result.body, message_id=message_id(ctx)), result.cost_micros)
     return message_events(result, message_id=message_id(ctx), model=request.model)
@@ -63,24 +71,29 @@ async def count_tokens(request: CountTokensRequest, ctx: CallContext) -> dict[st
     """`{"input_tokens": n}`: the prompt tokens the same Messages request would be billed for.
 
     The request is translated and checked as a real call would be, so that an invalid one gets
-    the same 400 it would get from /v1/messages; counting is free. Only a route that can count
-    exactly (the local engine tokenizes with the model's template) answers: an estimate would
-    be passed off as a count. Anthropic routes could ask Anthropic's own count_tokens; that is
-    not done yet, so an upstream-only model gets a 400.
+    the same 400 it would get from /v1/messages; counting is free (no hold, no usage record)
+    but admitted and rate limited as any call. The first route that can count answers, in the
+    catalog's order: the local engine, Anthropic and Gemini count exactly; an OpenAI-compatible
+    route answers the gateway's estimate (OpenAI has no counting endpoint).
     """
     translated = chat_request(request)
     entry = resolve_model(request.model, endpoint=chat.ENDPOINT)
     check_tool_messages(translated.messages)
     content_check(translated.messages, entry)
+    last_failure: ProviderError | None = None
     for provider in await route_providers(entry):
         if isinstance(provider, _PromptCounter):
             try:
                 return {"input_tokens": await provider.count_prompt_tokens(translated)}
             except ProviderError as failure:
-                raise api_error_from(failure) from None
+                if not failure.retryable:
+                    raise api_error_from(failure) from None
+                last_failure = failure  # a route down: the next one may count
+    if last_failure is not None:
+        raise api_error_from(last_failure)
     raise errors.invalid_value(
-        f"Token counting is not available for the model `{entry.id}`: none of its routes can "
-        "count tokens exactly.",
+        f"Token counting is not available for the model `{entry.id}`: none of its routes "
+        "can count tokens.",
         param="model",
         code="count_tokens_unavailable",
     )
@@ -123,6 +136,8 @@ def _sampling(request: MessagesRequest) -> dict[str, Any]:
         fields["temperature"] = request.temperature
     if request.top_p is not None:
         fields["top_p"] = request.top_p
+    if request.top_k is not None:
+        fields["top_k"] = request.top_k
     if request.metadata is not None and request.metadata.user_id is not None:
         fields["user"] = request.metadata.user_id
     if request.stream:
@@ -254,7 +269,6 @@ def message_from(completion: dict[str, Any], *, message_id: str) -> dict[str, An
         "role": "assistant",
         "model": completion["model"],
         "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"]),
-        "stop_sequence": None,
+        **stop_fields(choice["finish_reason"], choice.get("stop_reason")),
         "usage": message_usage(completion["usage"]),
     }

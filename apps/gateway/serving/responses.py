@@ -27,6 +27,7 @@ from apps.responses.selectors import stored_response_for
 from apps.responses.services import stored_response_create
 from plugsky_site.db import db_call
 
+ENDPOINT = "responses"  # as the call is recorded (UsageRecord.endpoint)
 # Chat's names for what the Responses API calls otherwise, for errors the chat core raises.
 _PARAM_RENAMES = (
     ("max_completion_tokens", "max_output_tokens"),
@@ -40,7 +41,7 @@ async def create(request: ResponsesRequest, ctx: CallContext) -> Priced | EventS
     own_items = input_resources(request)
     chat_request = chat_request_for(request, [*prior, *own_items])
     try:
-        result = await chat.create(chat_request, ctx)
+        result = await chat.create(chat_request, ctx, endpoint=ENDPOINT)
     except errors.APIError as failure:
         raise _renamed(failure) from None
     record = _Record(request=request, ctx=ctx, prior=prior, own_items=own_items)

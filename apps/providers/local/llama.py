@@ -246,6 +246,9 @@ class LlamaRuntime:
                 request[name] = self.n_ctx_per_slot
         if type(request.get("seed")) is int:
             request["seed"] %= _SEED_MODULUS
+        if request.get("stop"):
+            # Only llama.cpp's verbose report says which stop sequence ended the text.
+            request["verbose"] = True
         return request
 
     def _finished(
@@ -261,6 +264,7 @@ class LlamaRuntime:
             raise _error_from_payload(error, request, prompt_param=prompt_param)
         if not is_chunk:
             response.pop("timings", None)
+        _report_stop_sequence(response)
         # llama.cpp reports the GGUF's path as the model; never show clients our filesystem.
         response["model"] = self._model_name
         return response
@@ -434,6 +438,18 @@ def _call_engine(
         # genuine engine failures; only the former is the client's to fix.
         status = 400 if "not supported" in str(exc) else 500
         raise EngineError(str(exc), status=status) from exc
+
+
+def _report_stop_sequence(response: Chunk) -> None:
+    """The stop sequence that ended the text as vLLM reports it, `choices[].stop_reason`, from
+    llama.cpp's verbose report (which also holds the prompt and the GGUF's path: dropped)."""
+    verbose = response.pop("__verbose", None)
+    if not isinstance(verbose, Mapping) or verbose.get("stop_type") != "word":
+        return
+    word = verbose.get("stopping_word")
+    for choice in response.get("choices") or []:
+        if isinstance(choice, dict) and choice.get("finish_reason") == "stop" and word:
+            choice["stop_reason"] = word
 
 
 def _chunk_forwarder(

@@ -77,12 +77,15 @@ async def engine_messages(
 def _openai_choice(
     index: int, choice: dict[str, Any], *, logprobs: bool | None, top: int
 ) -> dict[str, Any]:
-    return {
+    converted = {
         "index": index,
         "delta": {key: value for key, value in (choice.get("delta") or {}).items() if value},
         "logprobs": chat_logprobs(choice.get("logprobs"), top=top) if logprobs else None,
         "finish_reason": choice.get("finish_reason"),
     }
+    if choice.get("stop_reason"):  # the stop sequence that ended the text (see local.llama)
+        converted["stop_reason"] = choice["stop_reason"]
+    return converted
 
 
 def _plain_text(content: Any) -> str:

@@ -18,10 +18,11 @@ def sampling_fields(
         "stream": True,
         "stream_options": {"include_usage": True},
         "timings_per_token": True,  # exact token counts with every chunk
-        # OpenAI samples with temperature and top_p only: switch llama.cpp's extra samplers off.
+        # OpenAI samples with temperature and top_p only: switch llama.cpp's extra samplers off,
+        # but top_k when a client asks for it (Anthropic's Messages API has it; 0 is off).
         "temperature": 1.0 if request.temperature is None else request.temperature,
         "top_p": 1.0 if request.top_p is None else request.top_p,
-        "top_k": 0,
+        "top_k": request.top_k or 0,
         "min_p": 0.0,
     }
     if request.stop is not None:

@@ -411,7 +411,7 @@ class _Shaper:
             if finish:
                 if finish == "stop" and self.sent_calls:
                     finish = "tool_calls"
-                out.append(_chunk({}, finish_reason=finish))
+                out.append(_finish_chunk(finish, choice))
         if not out:  # keep what the engine said besides text: usage, timings
             out.append({**chunk, "choices": []})
         else:
@@ -496,6 +496,14 @@ def _finished_by_length(chunk: Chunk) -> Chunk:
         return chunk
     choices = [{**choice, "finish_reason": "length"} for choice in chunk["choices"]]
     return {**chunk, "choices": choices}
+
+
+def _finish_chunk(finish_reason: str, choice: dict[str, Any]) -> Chunk:
+    """The closing chunk, with the stop sequence that ended a text answer (not a call's)."""
+    chunk = _chunk({}, finish_reason=finish_reason)
+    if finish_reason == "stop" and choice.get("stop_reason"):
+        chunk["choices"][0]["stop_reason"] = choice["stop_reason"]
+    return chunk
 
 
 def _finish_of(chunk: Chunk) -> str | None:

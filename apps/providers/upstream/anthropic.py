@@ -58,6 +58,9 @@ TOOL_PROMPT_TOKENS = 600
 MESSAGE_OVERHEAD_TOKENS = 8
 REQUEST_OVERHEAD_TOKENS = 16
 
+# What Anthropic's count_tokens takes of a Messages body (sampling fields are refused there).
+_COUNTED_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice"})
+
 _FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -118,6 +121,8 @@ def _sampling(request: ChatCompletionRequest) -> dict[str, Any]:
         body["temperature"] = min(request.temperature, 1.0)  # clamped: see the module's doc
     if request.top_p is not None:
         body["top_p"] = request.top_p
+    if request.top_k is not None:
+        body["top_k"] = request.top_k
     if request.stop_list:
         body["stop_sequences"] = request.stop_list
     if request.user:
@@ -443,7 +448,11 @@ class StreamTranslation:
         if finish_reason == "tool_calls" and not self._tool_indexes:
             finish_reason = "stop"  # only the response_format tool was called: an answer
         content = {} if self._has_role else {"content": ""}
-        return [_choice(self._with_role(content), finish_reason)]
+        chunk = _choice(self._with_role(content), finish_reason)
+        if stop_reason == "stop_sequence" and isinstance(delta.get("stop_sequence"), str):
+            # Which stop sequence ended the text, as vLLM reports it on OpenAI's choices.
+            chunk["choices"][0]["stop_reason"] = delta["stop_sequence"]
+        return [chunk]
 
     def _text_start(self, text: str) -> list[Chunk]:
         if self._has_role and not text:
@@ -589,6 +598,24 @@ class AnthropicProvider:
                     yield chunk
         if not translation.is_done:
             raise http.malformed(UPSTREAM, "a stream that ended before message_stop")
+
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        """The prompt's input tokens as Anthropic counts them (`count_tokens`, which is free)."""
+        body = messages_body(request, model=self._route.model, max_tokens=1)
+        counted = {name: value for name, value in body.items() if name in _COUNTED_FIELDS}
+        async with http.opened(
+            self._base_url,
+            "v1/messages/count_tokens",
+            body=counted,
+            headers={**self._headers(), "accept": "application/json"},
+            read_error=read_error,
+            upstream=UPSTREAM,
+        ) as response:
+            document = await http.read_json(response, upstream=UPSTREAM)
+        tokens = document.get("input_tokens") if isinstance(document, dict) else None
+        if type(tokens) is not int:
+            raise http.malformed(UPSTREAM, "a count_tokens answer without input_tokens")
+        return tokens
 
     def complete(
         self, request: CompletionRequest, *, max_tokens: int, usage: Usage

@@ -125,6 +125,7 @@ def _generation_config(request: ChatCompletionRequest, *, max_tokens: int) -> di
     optional = {
         "temperature": request.temperature,
         "topP": request.top_p,
+        "topK": request.top_k or None,  # 0 means no top-k, as on the local engine
         "presencePenalty": request.presence_penalty,
         "frequencyPenalty": request.frequency_penalty,
         # Gemini's seed is an int32; OpenAI's an int64. Folding keeps a seed reproducible.
@@ -582,6 +583,19 @@ class GeminiProvider:
                     yield chunk
         if not mapper.is_complete:
             raise http.malformed(UPSTREAM, "a response that ended before every candidate did")
+
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        """The prompt's tokens as Gemini counts them (`countTokens`, which is free)."""
+        model = _resource(self._route.model)
+        body = gemini_request(request, max_tokens=1)
+        body.pop("generationConfig", None)  # sampling does not change the prompt
+        counted = {"generateContentRequest": {"model": model, **body}}
+        async with self._opened(f"{model}:countTokens", counted) as response:
+            document = await http.read_json(response, upstream=UPSTREAM)
+        total = document.get("totalTokens") if isinstance(document, dict) else None
+        if type(total) is not int:
+            raise http.malformed(UPSTREAM, "a countTokens answer without totalTokens")
+        return total
 
     def complete(
         self, request: CompletionRequest, *, max_tokens: int, usage: Usage

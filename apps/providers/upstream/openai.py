@@ -85,6 +85,12 @@ class OpenAIProvider:
             async for chunk in chunks:
                 yield chunk
 
+    async def count_prompt_tokens(self, request: ChatCompletionRequest) -> int:
+        """An estimate, with the model family's tokenizer: OpenAI-compatible servers have no
+        token counting endpoint. It is what a call's prompt is billed as until the server
+        reports its own count."""
+        return self._chat_prompt_estimate(request)
+
     async def complete(
         self, request: CompletionRequest, *, max_tokens: int, usage: Usage
     ) -> AsyncIterator[Chunk]:

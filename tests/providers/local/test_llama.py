@@ -97,6 +97,34 @@ async def test_context_exceeded_is_a_400_naming_the_input(runtime: LlamaRuntime)
         assert f"maximum context length is {runtime.n_ctx_per_slot} tokens" in str(failure.value)
 
 
+COUNT = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
+
+
+@pytest.mark.asyncio
+async def test_the_stop_sequence_that_ended_the_text_is_the_choices_stop_reason(
+    runtime: LlamaRuntime,
+) -> None:
+    body = {"messages": COUNT, "max_tokens": 40, "temperature": 0, "stop": ["zz", "3"]}
+    chunks = await _collect(runtime.chat_stream(body))
+    response = await runtime.chat(body)
+
+    choices = [choice for chunk in chunks for choice in chunk.get("choices") or []]
+    finishing = [choice for choice in choices if choice.get("finish_reason")]
+    assert [(c["finish_reason"], c.get("stop_reason")) for c in finishing] == [("stop", "3")]
+    assert response["choices"][0]["stop_reason"] == "3"
+    # llama.cpp's verbose report, which says it, holds the GGUF's path: it never leaves.
+    assert all("__verbose" not in chunk for chunk in [*chunks, response])
+    assert ".gguf" not in repr([*chunks, response])
+
+
+@pytest.mark.asyncio
+async def test_an_end_that_no_stop_sequence_made_has_no_stop_reason(
+    runtime: LlamaRuntime,
+) -> None:
+    chunks = await _collect(runtime.chat_stream({"messages": COUNT, "max_tokens": 3}))
+    assert all("stop_reason" not in choice for c in chunks for choice in c.get("choices") or [])
+
+
 def test_slot_context_follows_llama_cpp_rounding() -> None:
     assert LlamaRuntime(SMOLLM2, n_ctx=2048, n_parallel=2).n_ctx_per_slot == 1024
     assert LlamaRuntime(SMOLLM2, n_ctx=1000, n_parallel=3).n_ctx_per_slot == 512

@@ -7,7 +7,13 @@ from llguidance import LLMatcher
 
 from apps.protocol.openai import ChatCompletionRequest
 from apps.providers.local_engine.structured import closed
-from apps.providers.local_engine.tools import CallScanner, Function, render_conversation, tool_plan
+from apps.providers.local_engine.tools import (
+    CallScanner,
+    Function,
+    render_conversation,
+    tool_plan,
+    tool_stream,
+)
 
 WEATHER = Function(
     "get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}}
@@ -125,3 +131,44 @@ def test_grammars_with_a_json_answer_compile(choice):
     assert plan is not None and answer is not None
     assert LLMatcher.validate_grammar(plan.grammar(answer)) == ""
     assert LLMatcher.validate_grammar(plan.text_grammar(answer)) == ""
+
+
+def _tools_request(**fields):
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": WEATHER.parameters},
+    }
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "tools": [tool], **fields}
+    )
+
+
+def _engine(text, *, stop_reason):
+    async def start(body):
+        yield {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+        finish = {"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": stop_reason}
+        yield {"choices": [finish]}
+
+    return start
+
+
+async def _finishes(start, plan):
+    chunks = [chunk async for chunk in tool_stream(start, {"max_tokens": 50}, plan, None)]
+    return [
+        (choice["finish_reason"], choice.get("stop_reason"))
+        for chunk in chunks
+        for choice in chunk.get("choices") or []
+        if choice.get("finish_reason")
+    ]
+
+
+async def test_a_text_answer_keeps_the_stop_sequence_that_ended_it():
+    plan = tool_plan(_tools_request())
+    start = _engine("It is sunny.", stop_reason="END")
+    assert await _finishes(start, plan) == [("stop", "END")]
+
+
+async def test_an_answer_that_called_a_tool_names_no_stop_sequence():
+    plan = tool_plan(_tools_request(tool_choice="required"))
+    start = _engine('{"name":"get_weather","arguments":{"city":"Paris"}}', stop_reason="END")
+    assert await _finishes(start, plan) == [("tool_calls", None)]

@@ -288,6 +288,12 @@ def test_body_maps_sampling_stop_and_user_and_ignores_seed():
     assert "seed" not in body
 
 
+def test_body_carries_top_k_as_sent():
+    assert body_of(chat(top_k=5))["top_k"] == 5
+    assert body_of(chat(top_k=0))["top_k"] == 0
+    assert "top_k" not in body_of(chat())
+
+
 def test_body_clamps_temperature_to_anthropics_range():
     assert body_of(chat(temperature=1.7))["temperature"] == 1.0
     assert body_of(chat(temperature=1.0))["temperature"] == 1.0
@@ -621,6 +627,15 @@ def test_stream_maps_stop_reasons(stop_reason: str, finish_reason: str):
     assert finishes(chunks) == [finish_reason]
 
 
+def test_stream_names_the_stop_sequence_that_matched():
+    delta = {"type": "message_delta", "delta": {"stop_reason": "stop_sequence",
+             "stop_sequence": "END"}, "usage": {"output_tokens": 3}}  # fmt: skip
+    chunks = translate([message_start(), delta, STOP])
+
+    assert finishes(chunks) == ["stop"]
+    assert chunks[-1]["choices"][0]["stop_reason"] == "END"
+
+
 def test_stream_sends_one_finish_reason_when_message_delta_repeats():
     usage = Usage()
     events = [message_start(), message_delta("end_turn", 2), message_delta("end_turn", 3), STOP]
@@ -853,6 +868,45 @@ async def test_chat_sends_stop_sequences_and_reports_a_stop(fake: FakeAnthropic)
 
     assert fake.requests[0]["stop_sequences"] == ["4", "four"]
     assert finishes(chunks) == ["stop"]
+    assert chunks[-1]["choices"][0]["stop_reason"] == "4"  # which one matched
+
+
+async def test_chat_ending_naturally_names_no_stop_sequence(fake: FakeAnthropic):
+    fake.reply = Reply(text="1, 2, 3", stop_reason="end_turn")
+
+    chunks = await collect(fake.base_url, chat(stop=["4"]))
+
+    assert finishes(chunks) == ["stop"]
+    assert all("stop_reason" not in chunk["choices"][0] for chunk in chunks)
+
+
+async def test_count_prompt_tokens_asks_anthropics_count_tokens(fake: FakeAnthropic):
+    fake.reply = Reply(input_tokens=41)
+    request = chat(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        tools=[WEATHER],
+        tool_choice="auto",
+        temperature=0.2,
+        top_k=3,
+        stop=["x"],
+        max_tokens=9,
+    )
+
+    assert await provider(fake.base_url).count_prompt_tokens(request) == 41
+
+    (sent,) = fake.requests
+    assert set(sent) == {"model", "system", "messages", "tools", "tool_choice"}
+    assert sent["tool_choice"] == {"type": "auto"}
+    assert fake.headers[0]["anthropic-version"] == "2023-06-01"
+
+
+async def test_count_prompt_tokens_failing_is_the_apis_failure(fake: FakeAnthropic):
+    fake.reply = Reply(fault="529")
+
+    with pytest.raises(ProviderError) as failure:
+        await provider(fake.base_url).count_prompt_tokens(chat())
+
+    assert failure.value.retryable
 
 
 async def test_chat_normalizes_cache_usage(fake: FakeAnthropic):

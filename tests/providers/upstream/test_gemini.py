@@ -31,6 +31,7 @@ from tests.fakes.gemini_api import (
     Stream,
     candidate,
     response,
+    tokens_counted,
     usage_metadata,
 )
 from tests.fakes.server import serve
@@ -148,6 +149,12 @@ def test_request_maps_roles_system_and_generation_config() -> None:
             "stopSequences": ["END"],
         },
     }
+
+
+def test_top_k_is_top_k_of_the_generation_config_and_zero_means_none() -> None:
+    assert gemini_request(chat(top_k=4), max_tokens=5)["generationConfig"]["topK"] == 4
+    assert "topK" not in gemini_request(chat(top_k=0), max_tokens=5)["generationConfig"]
+    assert "topK" not in gemini_request(chat(), max_tokens=5)["generationConfig"]
 
 
 def test_an_int64_seed_is_folded_into_gemini_int32_range() -> None:
@@ -591,6 +598,28 @@ async def test_a_streamed_chat_reaches_gemini_and_maps_back() -> None:
         0,
         MODEL_VERSION,
     )
+
+
+async def test_prompt_tokens_are_counted_by_count_tokens() -> None:
+    fake = GeminiFake()
+    request = chat(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        temperature=0.3,
+        top_k=2,
+    )
+    with serve(fake) as base_url:
+        counted = await provider(base_url).count_prompt_tokens(request)
+
+    (call,) = fake.received
+    assert call.path == "/v1beta/models/gemini-2.5-flash:countTokens"
+    assert call.body == {
+        "generateContentRequest": {
+            "model": "models/gemini-2.5-flash",
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+        }
+    }
+    assert counted == tokens_counted(call.body) == (3 + 2) + (3 + 1)
 
 
 async def test_a_request_without_stream_uses_generate_content() -> None:

@@ -124,6 +124,7 @@ async def test_chat_passes_the_client_fields_through_and_forces_model_limit_and_
         "logit_bias": {"50256": -100},
         "temperature": 0.2,
         "top_p": 0.9,
+        "top_k": 40,  # not OpenAI's (vLLM's, llama.cpp's): the server decides, as sent
         "user": "user-1234",
         "reasoning_effort": "low",  # unknown to Plugsky's schema: passed on as sent
         "max_tokens": 100,
@@ -175,6 +176,19 @@ async def test_chat_withholds_fields_that_change_what_the_operator_pays_or_keeps
     assert "service_tier" not in body
     assert "store" not in body
     assert body["metadata"] == {"k": "v"}
+
+
+async def test_prompt_tokens_are_counted_by_estimate_without_calling_the_server(
+    fake: FakeOpenAI, base_url: str
+) -> None:
+    provider = provider_at(base_url)
+    short = await provider.count_prompt_tokens(chat_request())
+    longer = await provider.count_prompt_tokens(
+        chat_request(messages=[*HELLO, {"role": "user", "content": "And tell me a long story."}])
+    )
+
+    assert 0 < short < longer
+    assert fake.received == []
 
 
 async def test_the_api_key_goes_as_a_bearer_token(fake: FakeOpenAI, base_url: str) -> None:
