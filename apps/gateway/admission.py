@@ -26,13 +26,13 @@ from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 
 from apps.protocol import errors
-from plugsky_site.redis_pool import redis_call, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_call, redis_client
 
 logger = logging.getLogger(__name__)
 
 # Drops expired slots, then adds this one unless the organization is at its limit.
 # KEYS[1] the organization's slots; ARGV: now (ms), deadline (ms), limit, slot id. Returns 1/0.
-_TAKE_SLOT = """
+_TAKE_SLOT = LuaScript("""
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return 0
@@ -40,14 +40,14 @@ end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
-"""
+""")
 # Moves a held slot's deadline (and the set's) later; a slot already dropped stays dropped.
-_RENEW_SLOT = """
+_RENEW_SLOT = LuaScript("""
 if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[1], ARGV[2]) == 1 then
   redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 end
 return 1
-"""
+""")
 
 
 class _ProcessCount:
@@ -91,12 +91,12 @@ def _deadline_ms() -> int:
 
 def _take_slot(key: str, slot_id: str, limit: int) -> bool:
     now_ms = int(time.time() * 1000)
-    taken = redis_client().eval(_TAKE_SLOT, 1, key, now_ms, _deadline_ms(), limit, slot_id)
+    taken = _TAKE_SLOT([key], now_ms, _deadline_ms(), limit, slot_id)
     return bool(taken)
 
 
 def _renew_slot(key: str, slot_id: str) -> None:
-    redis_client().eval(_RENEW_SLOT, 1, key, _deadline_ms(), slot_id)
+    _RENEW_SLOT([key], _deadline_ms(), slot_id)
 
 
 def _give_back_slot(key: str, slot_id: str) -> None:

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from apps.protocol import errors
-from plugsky_site.redis_pool import redis_call, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_call, redis_client
 
 WINDOW_S = 60
 
 # Adds a request's estimated tokens to its key's window unless that would pass the limit.
 # KEYS[1] the window's counter; ARGV: tokens, limit, expiry (s). Returns {admitted, used}.
-_TAKE_TOKENS = """
+_TAKE_TOKENS = LuaScript("""
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local tokens = tonumber(ARGV[1])
 if used + tokens > tonumber(ARGV[2]) then
@@ -34,7 +34,7 @@ end
 used = redis.call('INCRBY', KEYS[1], tokens)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {1, used}
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,7 @@ def _count_request(key_id: int, limit: int) -> Allowance:
 def _take_tokens(key_id: int, tokens: int, limit: int) -> tuple[bool, Allowance]:
     window, reset_s = _window()
     counter = f"plugsky:ratelimit:tokens:{key_id}:{window}"
-    client = redis_client()
-    admitted, used = client.eval(_TAKE_TOKENS, 1, counter, tokens, limit, WINDOW_S * 2)
+    admitted, used = _TAKE_TOKENS([counter], tokens, limit, WINDOW_S * 2)
     allowance = Allowance("tokens", limit=limit, remaining=limit - int(used), reset_s=reset_s)
     return bool(admitted), allowance
 

@@ -24,7 +24,7 @@ import redis
 from django.conf import settings
 
 from apps.catalog.entries import UpstreamRoute
-from plugsky_site.redis_pool import redis_call, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_call, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _TRIPPED_TTL_MS = 24 * 3600 * 1000
 
 # KEYS: failures, open, tripped, probe. ARGV: threshold, window ms, cooldown ms, tripped ttl ms.
 # A failure once tripped (the probe's) re-opens at once; otherwise count, trip at the threshold.
-_FAIL = """
+_FAIL = LuaScript("""
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
   redis.call('DEL', KEYS[4])
@@ -51,12 +51,12 @@ if failures >= tonumber(ARGV[1]) then
   return 1
 end
 return 0
-"""
+""")
 
 # KEYS: open, tripped, probe, failures. ARGV: a token for the probe lease, its ttl ms.
 # Returns 0 when the call may not go, 2 when it may and the route has no failure on record
 # (closed and clean), 1 when it may otherwise (failures counted, or it holds the probe lease).
-_ALLOW = """
+_ALLOW = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   if redis.call('EXISTS', KEYS[4]) == 0 then return 2 end
@@ -64,7 +64,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
-"""
+""")
 
 
 class Verdict(IntEnum):
@@ -162,7 +162,7 @@ class CircuitBreaker:
     def _allow(self) -> Verdict:
         keys = (self._open, self._tripped, self._probe, self._failures)
         token = secrets.token_hex(8)
-        return Verdict(redis_client().eval(_ALLOW, 4, *keys, token, _ms(self.policy.probe_ttl_s)))
+        return Verdict(_ALLOW(keys, token, _ms(self.policy.probe_ttl_s)))
 
     def _succeed(self) -> None:
         redis_client().delete(self._failures, self._open, self._tripped, self._probe)
@@ -171,7 +171,7 @@ class CircuitBreaker:
         keys = (self._failures, self._open, self._tripped, self._probe)
         policy = self.policy
         args = (policy.failures, _ms(policy.window_s), _ms(policy.cooldown_s), _TRIPPED_TTL_MS)
-        redis_client().eval(_FAIL, 4, *keys, *args)
+        _FAIL(keys, *args)
 
     def _state(self) -> BreakerState:
         client = redis_client()

@@ -32,7 +32,7 @@ from apps.protocol.openai import ChatCompletionRequest, CompletionRequest, Embed
 from apps.providers.base import Chunk, Embeddings, Provider, Usage
 from apps.providers.upstream.breaker import FailOpen
 from apps.providers.upstream.http import client_for
-from plugsky_site.redis_pool import redis_client
+from plugsky_site.redis_pool import LuaScript, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +46,23 @@ AFFINITY_SLACK = 2
 _PREFIX = "plugsky:replica:in_flight:"
 
 # KEYS: the replica's set. ARGV: the call's member, the lease in seconds.
-_ENTER = """
+_ENTER = LuaScript("""
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1e6
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])))
 return 1
-"""
+""")
 
 # KEYS: the replicas' sets. Returns each one's calls whose lease has not ended.
-_COUNT = """
+_COUNT = LuaScript("""
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1e6
 local counts = {}
 for i, key in ipairs(KEYS) do counts[i] = redis.call('ZCOUNT', key, '(' .. now, '+inf') end
 return counts
-"""
+""")
 
 _redis = FailOpen("replica choice")
 
@@ -195,11 +195,11 @@ def _rendezvous(affinity_key: str, base_url: str) -> int:
 
 def _in_flight_counts(base_urls: list[str]) -> list[int]:
     keys = [_PREFIX + url for url in base_urls]
-    return [int(count) for count in redis_client().eval(_COUNT, len(keys), *keys)]
+    return [int(count) for count in _COUNT(keys)]
 
 
 def _enter(base_url: str, member: str) -> None:
-    redis_client().eval(_ENTER, 1, _PREFIX + base_url, member, IN_FLIGHT_LEASE_S)
+    _ENTER([_PREFIX + base_url], member, IN_FLIGHT_LEASE_S)
 
 
 def _leave(base_url: str, member: str) -> None:
