@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from apps.protocol import errors
+from apps.protocol.audio_languages import LANGUAGE_NAMES
 from apps.protocol.openai import request_validate
 
 MAX_FILE_BYTES = 25 * 1024 * 1024  # OpenAI's limit on an uploaded audio file
@@ -52,6 +53,17 @@ class TranscriptionRequest(BaseModel):
         default_factory=lambda: list[Granularity](["segment"]), alias="timestamp_granularities[]"
     )
     stream: bool = False
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str | None) -> str | None:
+        # Checked here, not by Whisper in the engine: a wrong code is the client's 400 before
+        # anything is decoded or held.
+        if language and language not in LANGUAGE_NAMES:
+            raise ValueError(
+                f"`{language}` is not the ISO-639-1 code of a language the models know"
+            )
+        return language or None
 
 
 class SpeechRequest(BaseModel):

@@ -68,6 +68,20 @@ def test_a_file_of_exactly_25_mb_is_accepted():
     assert request.model == "m"
 
 
+def test_an_unknown_language_code_names_language():
+    with pytest.raises(APIError) as raised:
+        parse_transcription(_form("model=m&language=english"), _file())
+    assert (raised.value.status, raised.value.param) == (400, "language")
+    assert raised.value.message == (
+        "Invalid 'language': `english` is not the ISO-639-1 code of a language the models know."
+    )
+
+
+def test_an_empty_language_is_detected():
+    request, _ = parse_transcription(_form("model=m&language="), _file())
+    assert request.language is None
+
+
 def test_a_missing_model_names_model():
     with pytest.raises(APIError) as raised:
         parse_transcription(_form("language=en"), _file())
