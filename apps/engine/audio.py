@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,30 +61,40 @@ def _options(query: dict[str, list[str]]) -> TranscribeOptions:
     )
 
 
-def speech_request(body: bytes) -> tuple[str, str, float]:
-    """(model, input, speed) of a speak request, or a 400 ProviderError."""
+@dataclass(frozen=True)
+class SpeechRequest:
+    model: str
+    input: str
+    voice: str
+    speed: float
+
+
+def speech_request(body: bytes) -> SpeechRequest:
+    """The fields of a speak request, or a 400 ProviderError."""
     with contextlib.suppress(ValueError):
         payload = json.loads(body)
         if (
             isinstance(payload, dict)
             and isinstance(payload.get("model"), str)
             and isinstance(payload.get("input"), str)
+            and isinstance(payload.get("voice"), str)
             and isinstance(payload.get("speed", 1.0), int | float)
         ):
-            return payload["model"], payload["input"], float(payload.get("speed", 1.0))
-    raise ProviderError("A speak request needs `model`, `input` and `speed`.", status=400)
+            return SpeechRequest(
+                payload["model"], payload["input"], payload["voice"], float(payload.get("speed", 1))
+            )
+    raise ProviderError("A speak request needs `model`, `input`, `voice` and `speed`.", status=400)
 
 
 async def speak(
     provider: AudioProvider,
     entry: CatalogEntry,
-    text: str,
-    speed: float,
+    request: SpeechRequest,
     receive: Receive,
     send: Send,
 ) -> None:
     """Stream PCM as it is synthesized, until done or the client goes away."""
-    stream = provider.speak(entry, text, speed=speed)
+    stream = provider.speak(entry, request.input, speed=request.speed, voice=request.voice)
     pump = asyncio.ensure_future(_pump(stream, send))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:

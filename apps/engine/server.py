@@ -178,10 +178,10 @@ class EngineApp:
 
     async def _speak(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            model_id, text, speed = audio.speech_request(await _read_body(receive))
+            request = audio.speech_request(await _read_body(receive))
         except ProviderError as failure:
             raise _Rejected(failure) from None
-        await audio.speak(self.audio, self._audio_entry(model_id), text, speed, receive, send)
+        await audio.speak(self.audio, self._audio_entry(request.model), request, receive, send)
 
     def _host(self, entry: CatalogEntry) -> LocalProvider | AudioProvider:
         """What loads and runs the entry's model: audio models have their own."""

@@ -127,11 +127,11 @@ class EngineClient:
         )
 
     async def speak_stream(
-        self, entry: CatalogEntry, text: str, *, speed: float
+        self, entry: CatalogEntry, text: str, *, voice: str, speed: float
     ) -> AsyncGenerator[bytes, None]:
         """24 kHz mono int16 PCM as it is synthesized, in whole samples; closing it stops the
         synthesis."""
-        payload = {"model": entry.id, "input": text, "speed": speed}
+        payload = {"model": entry.id, "input": text, "voice": voice, "speed": speed}
         request = self._client().build_request(
             "POST", audio_wire.SPEAK_PATH, content=wire.dumps(payload),
             headers={"content-type": "application/json"},

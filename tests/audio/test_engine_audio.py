@@ -38,7 +38,7 @@ def test_a_chat_model_on_the_audio_endpoints_is_not_found():
     silence = np.zeros(16_000, dtype="<i2").tobytes()
     response, _ = _call("POST", "/audio/transcribe", params={"model": CHAT.id}, content=silence)
     assert _error(response) == (404, "model_not_found", "model")
-    body = {"model": CHAT.id, "input": "Hi.", "speed": 1.0}
+    body = {"model": CHAT.id, "input": "Hi.", "voice": "heart", "speed": 1.0}
     response, _ = _call("POST", "/audio/speak", json=body)
     assert _error(response) == (404, "model_not_found", "model")
 
@@ -55,7 +55,7 @@ def test_a_speech_model_cannot_transcribe_nor_whisper_speak():
         "POST", "/audio/transcribe", params={"model": "plugsky-tts"}, content=silence
     )
     assert _error(response) == (400, "model_not_supported", "model")
-    body = {"model": "plugsky-whisper-tiny-en", "input": "Hi.", "speed": 1.0}
+    body = {"model": "plugsky-whisper-tiny-en", "input": "Hi.", "voice": "heart", "speed": 1.0}
     response, app = _call("POST", "/audio/speak", json=body)
     assert _error(response) == (400, "model_not_supported", "model")
     assert not app.audio.is_loaded(AUDIO_MODELS[1])
@@ -70,6 +70,15 @@ def test_empty_audio_and_an_unknown_task_are_400s():
     assert _error(response) == (400, None, "task")
 
 
-def test_a_speak_request_without_input_is_a_400():
+def test_a_speak_request_without_input_or_voice_is_a_400():
     response, _ = _call("POST", "/audio/speak", json={"model": "plugsky-tts"})
     assert response.status_code == 400
+    response, _ = _call("POST", "/audio/speak", json={"model": "plugsky-tts", "input": "Hi."})
+    assert response.status_code == 400
+
+
+def test_a_voice_of_another_model_is_refused_before_any_model_loads():
+    body = {"model": "plugsky-tts-ja", "input": "こんにちは。", "voice": "heart", "speed": 1.0}
+    response, app = _call("POST", "/audio/speak", json=body)
+    assert _error(response) == (400, None, "voice")
+    assert not app.audio.is_loaded(app.entries["plugsky-tts-ja"])

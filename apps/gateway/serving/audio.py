@@ -103,7 +103,9 @@ async def speak(request: SpeechRequest, ctx: CallContext) -> Speech:
         ctx=ctx, entry=entry, endpoint="audio.speech", units=characters, is_stream=True
     )
     usage = Usage(prompt_tokens=characters)
-    pcm = local_engine().speak_stream(entry, request.input, speed=request.speed)
+    pcm = local_engine().speak_stream(
+        entry, request.input, voice=request.voice, speed=request.speed
+    )
     # The first sentence is synthesized before the response starts, so a failure to load or
     # synthesize still gets its own status (and leaves no hold).
     first = await settled_on_failure(meter, Usage(), _first(pcm))

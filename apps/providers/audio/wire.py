@@ -7,7 +7,8 @@
   generation does (engine_wire): a chunk ``{"info": {"language", "duration"}}``, then one
   ``{"segment": {...}}`` per segment as Whisper decodes it (OpenAI's verbose_json segment
   fields, and its ``words`` when asked), then ``{"done": true}``.
-- ``POST /audio/speak`` with JSON ``{"model", "input", "voice", "speed"}``: the answer streams
+- ``POST /audio/speak`` with JSON ``{"model", "input", "voice", "speed"}`` (the voice one of
+  the entry's): the answer streams
   24 kHz mono little-endian int16 PCM (``application/octet-stream``) as sentences are
   synthesized. An error before the first byte comes with its own status and an error object;
   a synthesis that fails later cuts the response off (no final chunk): a broken stream.
