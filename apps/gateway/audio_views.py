@@ -22,10 +22,11 @@ from apps.gateway.serving import audio, transcription
 from apps.gateway.serving.audio import Speech
 from apps.gateway.serving.audio_formats import transcript_body
 from apps.gateway.serving.common import CallContext, model_access_check
-from apps.gateway.serving.transcription import Transcript, TranscriptEvents
+from apps.gateway.serving.transcription import PassedTranscript, Transcript, TranscriptEvents
 from apps.protocol import errors
 from apps.protocol.audio import (
     MAX_FILE_BYTES,
+    AudioUpload,
     SpeechRequest,
     TranscriptionRequest,
     parse_transcription,
@@ -46,7 +47,9 @@ def _context(request: HttpRequest, model_id: str) -> CallContext:
     )
 
 
-async def transcription_form_read(request: HttpRequest) -> tuple[TranscriptionRequest, bytes]:
+async def transcription_form_read(
+    request: HttpRequest,
+) -> tuple[TranscriptionRequest, AudioUpload]:
     """The transcription form's fields and its file, or an APIError (413, 400): shared with the
     tester's audio, which posts the same form."""
     if int(request.headers.get("Content-Length") or 0) > MAX_FILE_BYTES + _MAX_FORM_OVERHEAD_BYTES:
@@ -65,16 +68,19 @@ async def transcription_form_read(request: HttpRequest) -> tuple[TranscriptionRe
 
 
 def transcript_response(
-    transcript: Transcript | TranscriptEvents, body: TranscriptionRequest
+    transcript: Transcript | PassedTranscript | TranscriptEvents, body: TranscriptionRequest
 ) -> HttpResponseBase:
     """A transcript in the request's format, or its event stream."""
     if isinstance(transcript, TranscriptEvents):
         return _event_stream(transcript.events)
-    content, content_type = transcript_body(
-        transcript,
-        response_format=body.response_format,
-        words="word" in body.timestamp_granularities,
-    )
+    if isinstance(transcript, PassedTranscript):  # as the upstream wrote it
+        content, content_type = transcript.body, transcript.content_type
+    else:
+        content, content_type = transcript_body(
+            transcript,
+            response_format=body.response_format,
+            words="word" in body.timestamp_granularities,
+        )
     response: HttpResponse = (
         JsonResponse(content)
         if isinstance(content, dict)
@@ -92,9 +98,9 @@ def speech_response(speech: Speech) -> StreamingHttpResponse:
 
 
 async def _transcription(request: HttpRequest, *, translate: bool) -> HttpResponseBase:
-    body, data = await transcription_form_read(request)
+    body, upload = await transcription_form_read(request)
     transcript = await transcription.transcribe(
-        body, data, _context(request, body.model), translate=translate
+        body, upload, _context(request, body.model), translate=translate
     )
     return transcript_response(transcript, body)
 

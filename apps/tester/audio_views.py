@@ -91,8 +91,8 @@ async def _member_context(
 
 @_tester_call
 async def transcription_create(request: HttpRequest, ctx: CallContext) -> HttpResponseBase:
-    body, data = await transcription_form_read(request)
-    transcript = await transcription.transcribe(body, data, ctx, translate=False)
+    body, upload = await transcription_form_read(request)
+    transcript = await transcription.transcribe(body, upload, ctx, translate=False)
     return transcript_response(transcript, body)
 
 

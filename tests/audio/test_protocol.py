@@ -22,8 +22,8 @@ def test_the_form_fields_and_the_file_are_read():
         "model=whisper-1&language=en&temperature=0.2&response_format=verbose_json"
         "&timestamp_granularities[]=word&timestamp_granularities[]=segment&prompt=Hi"
     )
-    request, data = parse_transcription(form, _file(b"abc"))
-    assert data == b"abc"
+    request, upload = parse_transcription(form, _file(b"abc"))
+    assert (upload.data, upload.filename, upload.content_type) == (b"abc", "a.wav", "audio/wav")
     assert (request.model, request.language, request.prompt) == ("whisper-1", "en", "Hi")
     assert request.temperature == 0.2
     assert request.response_format == "verbose_json"
