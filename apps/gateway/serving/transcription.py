@@ -1,21 +1,18 @@
 """POST /v1/audio/transcriptions and /translations on the engine's Whisper models, or passed
 through to an OpenAI-compatible upstream route.
 
-The upload is decoded here first (apps.providers.audio.decode): its exact duration is what
-the call holds and is charged (apps.gateway.serving.audio), and audio that cannot be decoded is
-refused before anything is held. Whisper's segments stream from the engine as they are
-decoded; `stream=true` passes them on as OpenAI's `transcript.text.delta` events.
+The upload is decoded first, by the engine (a probe, apps.providers.audio.uploads): its exact
+duration is what the call holds and is charged (apps.gateway.serving.audio), and audio that
+cannot be decoded is refused before anything is held. Whisper's segments stream from the engine
+as they are decoded; `stream=true` passes them on as OpenAI's `transcript.text.delta` events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from apps.billing.pricing import billed_audio_seconds
 from apps.catalog.entries import Kind
@@ -31,7 +28,6 @@ from apps.gateway.serving.common import CallContext, api_error_from, stream_clos
 from apps.gateway.serving.generation import close_meter_safely, settle_failure, settled_on_failure
 from apps.protocol import errors
 from apps.protocol.audio import AudioUpload, TranscriptionRequest
-from apps.providers.audio.decode import AudioDecodeError, decode_audio
 from apps.providers.audio.wire import TRANSCRIBE_SAMPLE_RATE
 from apps.providers.base import Usage
 from apps.providers.errors import ProviderError
@@ -95,10 +91,13 @@ async def transcribe(
         max_prompt_tokens=1,
         max_completion_tokens=0,
     )
-    # Before the hold: undecodable audio holds nothing. Upstream routes too are billed by the
-    # duration decoded here, which is what the hold covers exactly.
-    samples = await _decoded(upload.data)
-    seconds = billed_audio_seconds(sample_count=samples.size, sample_rate=TRANSCRIBE_SAMPLE_RATE)
+    # Before the hold: undecodable audio holds nothing. The engine decodes (not this web
+    # process: seconds of CPU and a few times the samples in memory for a long file) and keeps
+    # the samples for its transcription; upstream routes too are billed by that duration,
+    # which is what the hold covers exactly.
+    keep = any(route.upstream is None for route in routes)
+    probe_id, sample_count = await _probed(upload.data, keep=keep)
+    seconds = billed_audio_seconds(sample_count=sample_count, sample_rate=TRANSCRIBE_SAMPLE_RATE)
     meter = await audio_meter_open(
         ctx=ctx, entry=entry, endpoint=endpoint, units=seconds, is_stream=request.stream
     )
@@ -106,7 +105,7 @@ async def transcribe(
     async def attempt(route: AudioRoute) -> _Served:
         if route.upstream is None:
             chunks = local_engine().transcribe_stream(
-                entry, samples.tobytes(), options=_options(request, translate=translate)
+                entry, probe_id=probe_id, options=_options(request, translate=translate)
             )
             # The engine's first chunk (language, duration) exists once the model is loaded
             # and has started: a failure before it still gets its own status.
@@ -223,13 +222,15 @@ async def _passed_events(
         await served.rest.aclose()
 
 
-async def _decoded(audio: bytes) -> np.ndarray:
+async def _probed(audio: bytes, *, keep: bool) -> tuple[str, int]:
     try:
-        return await asyncio.to_thread(decode_audio, audio)
-    except AudioDecodeError:
-        raise errors.invalid_value(
-            "Audio file might be corrupted or unsupported.", param="file", code="invalid_value"
-        ) from None
+        return await local_engine().probe_audio(audio, keep=keep)
+    except ProviderError as failure:
+        if failure.code == "invalid_audio":
+            raise errors.invalid_value(
+                "Audio file might be corrupted or unsupported.", param="file", code="invalid_value"
+            ) from None
+        raise api_error_from(failure) from None
 
 
 def _task(translate: bool) -> str:

@@ -15,13 +15,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from apps.catalog.entries import CatalogEntry, LocalRoute
+from apps.providers.audio.decode import AudioDecodeError, decode_audio
 from apps.providers.audio.kokoro import KokoroRuntime
 from apps.providers.audio.speech import SpeechRuntime
+from apps.providers.audio.uploads import DecodedUploads
 from apps.providers.audio.weights import audio_weights_installed, audio_weights_resolve
 from apps.providers.audio.whisper import TranscribeOptions, WhisperRuntime
 from apps.providers.errors import ProviderError
 
-__all__ = ["AUDIO_RUNTIMES", "SPEECH_RUNTIMES", "AudioProvider"]
+__all__ = ["AUDIO_RUNTIMES", "SPEECH_RUNTIMES", "AudioProvider", "audio_route"]
 
 Runtime = WhisperRuntime | SpeechRuntime | KokoroRuntime
 
@@ -31,7 +33,8 @@ _END = object()
 T = TypeVar("T")
 
 
-def _audio_route(entry: CatalogEntry, runtimes: frozenset[str]) -> LocalRoute:
+def audio_route(entry: CatalogEntry, runtimes: frozenset[str]) -> LocalRoute:
+    """The entry's route to one of `runtimes`, or the 400 for a model of another kind."""
     route = entry.local_route
     if route is None or route.runtime not in runtimes:
         raise ProviderError(
@@ -49,6 +52,9 @@ class AudioProvider:
         self._loading = threading.Lock()
         self._whisper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
         self._speech = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speech")
+        # Decoding has a thread of its own: a probe must not wait behind a long transcription.
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self.uploads = DecodedUploads()
 
     def is_available(self, entry: CatalogEntry) -> bool:
         route = entry.local_route
@@ -70,12 +76,24 @@ class AudioProvider:
     def _load(self, route: LocalRoute) -> None:
         self._runtime(route).load()
 
+    async def probe(self, data: bytes, *, keep: bool) -> tuple[str, int]:
+        """(probe id, sample count) of an upload decoded to 16 kHz mono; its samples are kept
+        for the transcription that follows when `keep`. A 400 for audio we cannot decode."""
+        loop = asyncio.get_running_loop()
+        try:
+            samples = await loop.run_in_executor(self._decoder, decode_audio, data)
+        except AudioDecodeError as failure:
+            raise ProviderError(
+                str(failure), status=400, code="invalid_audio", param="file"
+            ) from None
+        return (self.uploads.put(samples) if keep else ""), int(samples.size)
+
     async def transcribe(
         self, entry: CatalogEntry, samples: np.ndarray, options: TranscribeOptions
     ) -> AsyncGenerator[dict[str, Any], None]:
         """`{"info": {language, duration}}`, then `{"segment": …}` for each segment as Whisper
         decodes it; closing it stops after the segment being decoded."""
-        route = _audio_route(entry, frozenset({"whisper"}))
+        route = audio_route(entry, frozenset({"whisper"}))
         loop = asyncio.get_running_loop()
         about, segments = await loop.run_in_executor(
             self._whisper, self._segments, route, samples, options
@@ -96,7 +114,7 @@ class AudioProvider:
     ) -> AsyncIterator[bytes]:
         """int16 PCM of each sentence as it is synthesized; closing it stops after the
         sentence being synthesized."""
-        route = _audio_route(entry, SPEECH_RUNTIMES)
+        route = audio_route(entry, SPEECH_RUNTIMES)
         if voice not in entry.voices:
             raise ProviderError(
                 f"`{voice}` is not a voice of `{entry.id}`.", status=400, param="voice"
