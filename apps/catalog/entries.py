@@ -51,6 +51,8 @@ class UpstreamRoute:
     # Prices of this route when they differ from the entry's (a fallback on another vendor).
     input_price_micros_per_mtok: int | None = None
     output_price_micros_per_mtok: int | None = None
+    input_price_micros_per_audio_second: int | None = None  # an audio model's, likewise
+    input_price_micros_per_mchar: int | None = None
 
 
 # "openai" is the API, not the vendor: any OpenAI-compatible server (Groq, vLLM, llama.cpp …).

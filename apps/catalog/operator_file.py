@@ -6,7 +6,10 @@ A local model is a GGUF file and its pinned SHA-256 (the engine refuses to load 
                  "sha256": "<64 hex>", "context_length": 4096, "owned_by": "acme",
                  "input_price_micros_per_mtok": 100000, "output_price_micros_per_mtok": 200000}]}
 
-An upstream model is served by other model servers, its routes in order of preference:
+An upstream model is served by other model servers, its routes in order of preference (an
+audio model, kind "transcription" or "speech", on OpenAI-compatible routes, priced by
+"input_price_micros_per_audio_second" or "input_price_micros_per_mchar", a speech model with
+its "voices"):
 
     {"models": [{"id": "team-llama", "kind": "chat", "context_length": 8192,
                  "input_price_micros_per_mtok": 150000, "output_price_micros_per_mtok": 600000,
@@ -35,6 +38,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.catalog.entries import (
+    AUDIO_KINDS,
     CAPABILITIES,
     UPSTREAM_PROVIDERS,
     CatalogEntry,
@@ -51,14 +55,26 @@ _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|secret|token|password|authorizati
 _COMMON_FIELDS = {"id", "kind", "context_length", "description", "owned_by", "capabilities",
                   "input_price_micros_per_mtok", "output_price_micros_per_mtok"}  # fmt: skip
 _LOCAL_FIELDS = _COMMON_FIELDS | {"gguf", "sha256", "parallel_slots"}
-_UPSTREAM_FIELDS = _COMMON_FIELDS | {"routes", "dimensions", "max_output_tokens"}
+_AUDIO_PRICE_FIELDS = {"input_price_micros_per_audio_second", "input_price_micros_per_mchar"}
+_UPSTREAM_FIELDS = _COMMON_FIELDS | _AUDIO_PRICE_FIELDS | {
+    "routes", "dimensions", "max_output_tokens", "voices"}  # fmt: skip
 _ROUTE_FIELDS = {"provider", "model", "base_url", "base_urls", "api_key_env",
-                 "input_price_micros_per_mtok", "output_price_micros_per_mtok"}  # fmt: skip
+                 "input_price_micros_per_mtok", "output_price_micros_per_mtok",
+                 *_AUDIO_PRICE_FIELDS}  # fmt: skip
 
 _DEFAULT_CAPABILITIES = {
     Kind.CHAT: ["chat", "streaming"],
     Kind.COMPLETION: ["completions", "streaming"],
     Kind.EMBEDDING: ["embeddings"],
+    Kind.TRANSCRIPTION: ["transcription"],
+    Kind.SPEECH: ["speech"],
+}
+_NOT_AUDIO_FIELDS = {"input_price_micros_per_mtok", "output_price_micros_per_mtok", "dimensions",
+                     "max_output_tokens"}  # fmt: skip
+# What an audio model's price is per, by kind: the field that must be given.
+_AUDIO_PRICE = {
+    Kind.TRANSCRIPTION: "input_price_micros_per_audio_second",
+    Kind.SPEECH: "input_price_micros_per_mchar",
 }
 
 
@@ -98,6 +114,8 @@ def _local_entry(fields: _Fields, model_id: str) -> CatalogEntry:
         runtime="llama", weights=fields.text("gguf"), sha256=sha256, parallel_slots=parallel_slots
     )
     kind = _kind(fields, default=Kind.CHAT)
+    if kind in AUDIO_KINDS:
+        fields.fail("kind", "a GGUF file is a text model; audio models are served by routes")
     return CatalogEntry(
         id=model_id,
         kind=kind,
@@ -120,6 +138,11 @@ def _upstream_entry(fields: _Fields, model_id: str) -> CatalogEntry:
     )
     if not routes:
         fields.fail("routes", "must name at least one route")
+    if kind in AUDIO_KINDS:
+        return _upstream_audio_entry(fields, model_id, kind, routes)
+    for name in sorted(_AUDIO_PRICE_FIELDS | {"voices"}):
+        if name in fields.data:
+            fields.fail(name, f"only audio models have {name}")
     # Prices are required: a paid upstream billed at a forgotten default of 0 is given away.
     return CatalogEntry(
         id=model_id,
@@ -138,6 +161,39 @@ def _upstream_entry(fields: _Fields, model_id: str) -> CatalogEntry:
     )
 
 
+def _upstream_audio_entry(
+    fields: _Fields, model_id: str, kind: Kind, routes: tuple[UpstreamRoute, ...]
+) -> CatalogEntry:
+    """A transcription or speech model on OpenAI-compatible routes, priced per second of audio
+    or per million characters (required, as every upstream price is)."""
+    price = _AUDIO_PRICE[kind]
+    for name in sorted(_NOT_AUDIO_FIELDS | (_AUDIO_PRICE_FIELDS - {price})):
+        if name in fields.data:
+            fields.fail(name, f"a {kind.value} model is priced by {price}")
+    voices = tuple(fields.texts("voices")) if kind == Kind.SPEECH else ()
+    if kind != Kind.SPEECH and "voices" in fields.data:
+        fields.fail("voices", "only speech models have voices")
+    if kind == Kind.SPEECH and not voices:
+        fields.fail("voices", "a speech model names at least one voice")
+    return CatalogEntry(
+        id=model_id,
+        kind=kind,
+        routes=routes,
+        # Seconds of audio, or characters of input (OpenAI's limits).
+        context_length=fields.integer(
+            "context_length", default=3600 if kind == Kind.TRANSCRIPTION else 4096, minimum=1
+        ),
+        description=fields.text("description", default=f"{routes[0].model} upstream."),
+        owned_by=fields.text("owned_by", default="operator"),
+        capabilities=_capabilities(fields, default=_DEFAULT_CAPABILITIES[kind]),
+        voices=voices,
+        input_price_micros_per_audio_second=(
+            fields.integer(price) if kind == Kind.TRANSCRIPTION else 0
+        ),
+        input_price_micros_per_mchar=fields.integer(price) if kind == Kind.SPEECH else 0,
+    )
+
+
 def _route(fields: _Fields, kind: Kind) -> UpstreamRoute:
     fields.only(_ROUTE_FIELDS)
     provider = fields.text("provider")
@@ -147,6 +203,11 @@ def _route(fields: _Fields, kind: Kind) -> UpstreamRoute:
         )
     if provider == "anthropic" and kind == Kind.EMBEDDING:
         fields.fail("provider", "Anthropic's API serves no embedding models")
+    if provider != "openai" and kind in AUDIO_KINDS:
+        fields.fail("provider", "audio models are served by OpenAI-compatible routes only")
+    for name in sorted(_AUDIO_PRICE_FIELDS):
+        if name in fields.data and kind not in AUDIO_KINDS:
+            fields.fail(name, f"only audio models have {name}")
     api_key_env = fields.text("api_key_env", default="")
     if "api_key_env" in fields.data and not _ENV_NAME.match(api_key_env):
         fields.fail("api_key_env", "must be the name of an environment variable, not a key")
@@ -157,6 +218,10 @@ def _route(fields: _Fields, kind: Kind) -> UpstreamRoute:
         api_key_env=api_key_env,
         input_price_micros_per_mtok=fields.optional_integer("input_price_micros_per_mtok"),
         output_price_micros_per_mtok=fields.optional_integer("output_price_micros_per_mtok"),
+        input_price_micros_per_audio_second=fields.optional_integer(
+            "input_price_micros_per_audio_second"
+        ),
+        input_price_micros_per_mchar=fields.optional_integer("input_price_micros_per_mchar"),
     )
 
 
@@ -188,8 +253,9 @@ def _url(fields: _Fields, name: str, url: str) -> str:
     return url.rstrip("/")
 
 
-# The kinds an operator can add: audio models are built in only (their runtimes are the engine's).
-_OPERATOR_KINDS = {Kind.CHAT.value, Kind.COMPLETION.value, Kind.EMBEDDING.value}
+# The kinds an operator can add (audio models on upstream routes only: the engine's audio
+# runtimes serve the built-in weights).
+_OPERATOR_KINDS = {kind.value for kind in Kind}
 
 
 def _kind(fields: _Fields, *, default: Kind | None) -> Kind:

@@ -11,14 +11,13 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from apps.catalog.entries import CatalogEntry
 from apps.providers import engine_wire
 from apps.providers.audio import wire
-from apps.providers.audio.provider import AudioProvider
+from apps.providers.audio.provider import AudioProvider, audio_route
 from apps.providers.audio.whisper import TranscribeOptions
 from apps.providers.errors import ProviderError
 
@@ -28,12 +27,33 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+async def probe(
+    provider: AudioProvider, query: dict[str, list[str]], body: bytes
+) -> dict[str, Any]:
+    """The probe's answer (apps.providers.audio.wire), or a 400 ProviderError."""
+    keep = (query.get("keep") or ["true"])[0] == "true"
+    probe_id, sample_count = await provider.probe(body, keep=keep)
+    return {
+        "probe_id": probe_id,
+        "sample_count": sample_count,
+        "sample_rate": wire.TRANSCRIBE_SAMPLE_RATE,
+    }
+
+
 def transcription(
-    provider: AudioProvider, entry: CatalogEntry, query: dict[str, list[str]], body: bytes
+    provider: AudioProvider, entry: CatalogEntry, query: dict[str, list[str]]
 ) -> AsyncGenerator[dict[str, Any], None]:
     """The chunks of a transcription (see AudioProvider.transcribe), or a 400 ProviderError."""
     options = _options(query)
-    samples = np.frombuffer(body[: len(body) - len(body) % 2], dtype="<i2")
+    audio_route(entry, frozenset({"whisper"}))  # before the samples are taken
+    samples = provider.uploads.take((query.get("probe_id") or [""])[0])
+    if samples is None:
+        raise ProviderError(
+            "No probed audio under this probe_id (never probed, taken, or expired).",
+            status=400,
+            code="invalid_audio",
+            param="probe_id",
+        )
     if samples.size == 0:
         raise ProviderError("The audio is empty.", status=400, code="invalid_audio")
     return provider.transcribe(entry, samples, options)
@@ -60,30 +80,40 @@ def _options(query: dict[str, list[str]]) -> TranscribeOptions:
     )
 
 
-def speech_request(body: bytes) -> tuple[str, str, float]:
-    """(model, input, speed) of a speak request, or a 400 ProviderError."""
+@dataclass(frozen=True)
+class SpeechRequest:
+    model: str
+    input: str
+    voice: str
+    speed: float
+
+
+def speech_request(body: bytes) -> SpeechRequest:
+    """The fields of a speak request, or a 400 ProviderError."""
     with contextlib.suppress(ValueError):
         payload = json.loads(body)
         if (
             isinstance(payload, dict)
             and isinstance(payload.get("model"), str)
             and isinstance(payload.get("input"), str)
+            and isinstance(payload.get("voice"), str)
             and isinstance(payload.get("speed", 1.0), int | float)
         ):
-            return payload["model"], payload["input"], float(payload.get("speed", 1.0))
-    raise ProviderError("A speak request needs `model`, `input` and `speed`.", status=400)
+            return SpeechRequest(
+                payload["model"], payload["input"], payload["voice"], float(payload.get("speed", 1))
+            )
+    raise ProviderError("A speak request needs `model`, `input`, `voice` and `speed`.", status=400)
 
 
 async def speak(
     provider: AudioProvider,
     entry: CatalogEntry,
-    text: str,
-    speed: float,
+    request: SpeechRequest,
     receive: Receive,
     send: Send,
 ) -> None:
     """Stream PCM as it is synthesized, until done or the client goes away."""
-    stream = provider.speak(entry, text, speed=speed)
+    stream = provider.speak(entry, request.input, speed=request.speed, voice=request.voice)
     pump = asyncio.ensure_future(_pump(stream, send))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:

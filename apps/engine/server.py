@@ -82,6 +82,7 @@ class EngineApp:
             ("POST", wire.EMBEDDINGS_PATH): self._embed,
             ("POST", wire.READ_IMAGE_PATH): self._read_image,
             ("POST", wire.COUNT_TOKENS_PATH): self._count_tokens,
+            ("POST", audio_wire.PROBE_PATH): self._probe,
             ("POST", audio_wire.TRANSCRIBE_PATH): self._transcribe,
             ("POST", audio_wire.SPEAK_PATH): self._speak,
         }.get((scope["method"], scope["path"]))
@@ -167,21 +168,30 @@ class EngineApp:
             return
         await _json(send, 200, wire.reading_body(reading))
 
+    async def _probe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        try:
+            answer = await audio.probe(self.audio, query, await _read_body(receive))
+        except ProviderError as failure:
+            raise _Rejected(failure) from None
+        await _json(send, 200, answer)
+
     async def _transcribe(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = parse_qs(scope.get("query_string", b"").decode())
         entry = self._audio_entry((query.get("model") or [""])[0])
+        await _read_body(receive)  # none: the audio is the probe's
         try:
-            stream = audio.transcription(self.audio, entry, query, await _read_body(receive))
+            stream = audio.transcription(self.audio, entry, query)
         except ProviderError as failure:
             raise _Rejected(failure) from None
         await _stream_response(stream, receive, send)
 
     async def _speak(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            model_id, text, speed = audio.speech_request(await _read_body(receive))
+            request = audio.speech_request(await _read_body(receive))
         except ProviderError as failure:
             raise _Rejected(failure) from None
-        await audio.speak(self.audio, self._audio_entry(model_id), text, speed, receive, send)
+        await audio.speak(self.audio, self._audio_entry(request.model), request, receive, send)
 
     def _host(self, entry: CatalogEntry) -> LocalProvider | AudioProvider:
         """What loads and runs the entry's model: audio models have their own."""

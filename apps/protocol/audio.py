@@ -8,11 +8,13 @@ are validated by the same pydantic machinery, errors naming the field as for JSO
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from apps.protocol import errors
+from apps.protocol.audio_languages import LANGUAGE_NAMES
 from apps.protocol.openai import request_validate
 
 MAX_FILE_BYTES = 25 * 1024 * 1024  # OpenAI's limit on an uploaded audio file
@@ -35,7 +37,22 @@ class _UploadedFile(Protocol):
     @property
     def size(self) -> int | None: ...
 
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def content_type(self) -> str | None: ...
+
     def read(self, num_bytes: int | None = None) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class AudioUpload:
+    """The uploaded file: its bytes, and the name and type an upstream reads its format from."""
+
+    data: bytes
+    filename: str = "audio"
+    content_type: str = "application/octet-stream"
 
 
 class TranscriptionRequest(BaseModel):
@@ -52,6 +69,17 @@ class TranscriptionRequest(BaseModel):
         default_factory=lambda: list[Granularity](["segment"]), alias="timestamp_granularities[]"
     )
     stream: bool = False
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str | None) -> str | None:
+        # Checked here, not by Whisper in the engine: a wrong code is the client's 400 before
+        # anything is decoded or held.
+        if language and language not in LANGUAGE_NAMES:
+            raise ValueError(
+                f"`{language}` is not the ISO-639-1 code of a language the models know"
+            )
+        return language or None
 
 
 class SpeechRequest(BaseModel):
@@ -70,7 +98,7 @@ class SpeechRequest(BaseModel):
 
 def parse_transcription(
     form: _Form, files: Mapping[str, Any]
-) -> tuple[TranscriptionRequest, bytes]:
+) -> tuple[TranscriptionRequest, AudioUpload]:
     """The request's fields and its file's bytes, or an APIError (413 over MAX_FILE_BYTES)."""
     upload: _UploadedFile | None = files.get("file")
     if upload is None:
@@ -88,4 +116,9 @@ def parse_transcription(
         values = form.getlist(name)
         # Only the granularities repeat; every other field takes its last value, as OpenAI's.
         document[name] = values if name == "timestamp_granularities[]" else values[-1]
-    return request_validate(document, TranscriptionRequest), upload.read()
+    request = request_validate(document, TranscriptionRequest)
+    return request, AudioUpload(
+        upload.read(),
+        filename=upload.name or "audio",
+        content_type=upload.content_type or "application/octet-stream",
+    )

@@ -114,24 +114,35 @@ class EngineClient:
             raise
         return wire.reading_from(body)
 
+    async def probe_audio(self, data: bytes, *, keep: bool) -> tuple[str, int]:
+        """(probe id, 16 kHz sample count) of an upload the engine decoded (apps.providers.audio
+        .wire); ProviderError `invalid_audio` (400) for audio it cannot decode."""
+        body = await self._call(
+            audio_wire.PROBE_PATH,
+            content=data,
+            params={"keep": "true" if keep else "false"},
+            content_type="application/octet-stream",
+        )
+        return str(body["probe_id"]), int(body["sample_count"])
+
     def transcribe_stream(
-        self, entry: CatalogEntry, pcm: bytes, *, options: dict[str, str]
+        self, entry: CatalogEntry, *, probe_id: str, options: dict[str, str]
     ) -> AsyncIterator[Chunk]:
-        """Whisper's chunks for 16 kHz mono int16 `pcm` (apps.providers.audio.wire); closing
-        the iterator stops the transcription."""
+        """Whisper's chunks for the probed audio (apps.providers.audio.wire); closing the
+        iterator stops the transcription."""
         return self._chunks(
             audio_wire.TRANSCRIBE_PATH,
-            content=pcm,
-            params={"model": entry.id, **options},
+            content=b"",
+            params={"model": entry.id, "probe_id": probe_id, **options},
             content_type=audio_wire.PCM_CONTENT_TYPE,
         )
 
     async def speak_stream(
-        self, entry: CatalogEntry, text: str, *, speed: float
+        self, entry: CatalogEntry, text: str, *, voice: str, speed: float
     ) -> AsyncGenerator[bytes, None]:
         """24 kHz mono int16 PCM as it is synthesized, in whole samples; closing it stops the
         synthesis."""
-        payload = {"model": entry.id, "input": text, "speed": speed}
+        payload = {"model": entry.id, "input": text, "voice": voice, "speed": speed}
         request = self._client().build_request(
             "POST", audio_wire.SPEAK_PATH, content=wire.dumps(payload),
             headers={"content-type": "application/json"},

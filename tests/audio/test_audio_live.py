@@ -85,7 +85,7 @@ def test_speech_round_trips_through_whisper_and_is_billed_exactly(client, live_k
         timestamp_granularities=["word", "segment"],
     )
     assert _word_error_rate(SENTENCES, transcript.text) <= 0.10
-    assert (transcript.task, transcript.language) == ("transcribe", "en")
+    assert (transcript.task, transcript.language) == ("transcribe", "english")
     assert abs(transcript.duration - seconds) < 0.01
     starts = [word.start for word in transcript.words]
     assert starts == sorted(starts) and len(starts) >= 14

@@ -6,7 +6,7 @@ from apps.billing.pricing import audio_cost_micros, billed_audio_seconds, call_c
 from apps.catalog.audio_models import AUDIO_MODELS
 from apps.catalog.builtin import BUILTIN_MODELS
 
-WHISPER_BASE, WHISPER_TINY, TTS = AUDIO_MODELS
+WHISPER_BASE, WHISPER_TINY, TTS, TTS_JA = AUDIO_MODELS
 CHAT = BUILTIN_MODELS[0]
 
 
@@ -45,8 +45,11 @@ def test_audio_models_are_listed_with_their_kind_voices_and_prices():
         ("plugsky-whisper-base", "transcription"),
         ("plugsky-whisper-tiny-en", "transcription"),
         ("plugsky-tts", "speech"),
+        ("plugsky-tts-ja", "speech"),
     ]
     assert WHISPER_BASE.public_fields()["pricing"] == {"usd_per_audio_second": 0.00006}
     assert TTS.public_fields()["pricing"] == {"usd_per_mchar": 5.0}
     assert TTS.public_fields()["voices"] == ["heart"]
+    assert TTS_JA.public_fields()["pricing"] == {"usd_per_mchar": 15.0}
+    assert audio_cost_micros(entry=TTS_JA, units=24) == 360
     assert "voices" not in WHISPER_BASE.public_fields()

@@ -22,8 +22,8 @@ def test_the_form_fields_and_the_file_are_read():
         "model=whisper-1&language=en&temperature=0.2&response_format=verbose_json"
         "&timestamp_granularities[]=word&timestamp_granularities[]=segment&prompt=Hi"
     )
-    request, data = parse_transcription(form, _file(b"abc"))
-    assert data == b"abc"
+    request, upload = parse_transcription(form, _file(b"abc"))
+    assert (upload.data, upload.filename, upload.content_type) == (b"abc", "a.wav", "audio/wav")
     assert (request.model, request.language, request.prompt) == ("whisper-1", "en", "Hi")
     assert request.temperature == 0.2
     assert request.response_format == "verbose_json"
@@ -66,6 +66,20 @@ def test_a_file_of_exactly_25_mb_is_accepted():
     upload["file"].size = MAX_FILE_BYTES
     request, _ = parse_transcription(_form("model=m"), upload)
     assert request.model == "m"
+
+
+def test_an_unknown_language_code_names_language():
+    with pytest.raises(APIError) as raised:
+        parse_transcription(_form("model=m&language=english"), _file())
+    assert (raised.value.status, raised.value.param) == (400, "language")
+    assert raised.value.message == (
+        "Invalid 'language': `english` is not the ISO-639-1 code of a language the models know."
+    )
+
+
+def test_an_empty_language_is_detected():
+    request, _ = parse_transcription(_form("model=m&language="), _file())
+    assert request.language is None
 
 
 def test_a_missing_model_names_model():

@@ -9,8 +9,9 @@ from apps.billing.ledger import credit_adjust
 from apps.billing.models import CreditHold
 from apps.gateway.serving import transcription
 from apps.gateway.serving.common import CallContext
-from apps.protocol.audio import TranscriptionRequest
+from apps.protocol.audio import AudioUpload, TranscriptionRequest
 from apps.protocol.errors import APIError
+from apps.providers.engine_client import EngineClient
 from tests.billing.helpers import new_request_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,12 +26,13 @@ async def test_no_credit_means_no_upload_is_decoded(organization, monkeypatch, t
     await sync_to_async(credit_adjust)(
         organization=organization, amount_micros=-5_000_000, description="test: empty"
     )
-    monkeypatch.setattr(transcription, "decode_audio", _must_not_run)
+    monkeypatch.setattr(EngineClient, "probe_audio", _must_not_run)
     ctx = CallContext(new_request_id(), organization_id=organization.pk, api_key_id=None)
     request = TranscriptionRequest(model="plugsky-whisper-base")
 
     with pytest.raises(APIError) as refusal:
-        await transcription.transcribe(request, b"RIFF....WAVE", ctx, translate=translate)
+        upload = AudioUpload(b"RIFF....WAVE")
+        await transcription.transcribe(request, upload, ctx, translate=translate)
 
     assert (refusal.value.status, refusal.value.code) == (429, "insufficient_quota")
     assert not await CreditHold.objects.aexists()

@@ -3,14 +3,16 @@
 import asyncio
 import hashlib
 
+import numpy as np
 import pytest
 
 from apps.catalog.audio_models import AUDIO_MODELS
+from apps.catalog.selectors import catalog_model
 from apps.providers.audio import provider as audio_provider
 from apps.providers.audio import weights
 from apps.providers.audio.weights import AudioWeights, audio_weights_resolve
 from apps.providers.errors import ProviderError
-from apps.providers.local.weights import WeightIntegrityError, WeightSource
+from apps.providers.local.weights import WeightIntegrityError, WeightSource, resolve_weights
 
 
 def _source(path, data, *, digest=None):
@@ -30,6 +32,14 @@ def test_the_whisper_base_pin_is_the_assembled_file_models_md_measured():
     (_, model), *_ = weights.AUDIO_WEIGHTS["whisper-base"].files
     assert model.sha256 == "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
     assert len(model.parts) == 2
+
+
+def test_the_kokoro_pins_are_the_files_models_md_measured_and_its_voices_are_the_catalogs():
+    model, vocabulary, voices = (source for _, source in weights.AUDIO_WEIGHTS["kokoro-ja"].files)
+    assert model.sha256 == "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
+    assert len(model.parts) == 4 and vocabulary.filename == "vocab.json"
+    with np.load(resolve_weights(voices)) as styles:  # verified against its pin first
+        assert tuple(styles.files) == catalog_model("plugsky-tts-ja").voices
 
 
 def test_the_folder_links_to_the_verified_files(tmp_path, monkeypatch):
@@ -60,7 +70,9 @@ def test_the_provider_answers_503_for_a_model_that_fails_its_pin(tmp_path, monke
     )
 
     async def first_audio():
-        return await anext(audio_provider.AudioProvider().speak(tts, "Hello.", speed=1.0))
+        return await anext(
+            audio_provider.AudioProvider().speak(tts, "Hello.", speed=1.0, voice="heart")
+        )
 
     with pytest.raises(ProviderError) as raised:
         asyncio.run(first_audio())

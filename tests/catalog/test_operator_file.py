@@ -224,11 +224,13 @@ def test_no_file_adds_nothing():
 
 LOCAL = {"id": "acme-chat", "gguf": "/srv/acme.gguf", "sha256": SHA256}
 WHERE = "models[0] (team-llama)"
-KNOWN_ROUTE_FIELDS = ("api_key_env, base_url, base_urls, input_price_micros_per_mtok, model, "
+KNOWN_ROUTE_FIELDS = ("api_key_env, base_url, base_urls, input_price_micros_per_audio_second, "
+                      "input_price_micros_per_mchar, input_price_micros_per_mtok, model, "
                       "output_price_micros_per_mtok or provider")  # fmt: skip
 KNOWN_UPSTREAM_FIELDS = ("capabilities, context_length, description, dimensions, id, "
+                         "input_price_micros_per_audio_second, input_price_micros_per_mchar, "
                          "input_price_micros_per_mtok, kind, max_output_tokens, "
-                         "output_price_micros_per_mtok, owned_by or routes")  # fmt: skip
+                         "output_price_micros_per_mtok, owned_by, routes or voices")  # fmt: skip
 SECRET = ("secrets are never written in the catalog file: name the environment variable that "
           "holds the key with api_key_env")  # fmt: skip
 
@@ -249,7 +251,8 @@ SECRET = ("secrets are never written in the catalog file: name the environment v
          f'{WHERE}: gguf: a model has either "gguf" (a local file) or "routes" (upstream)'),
         (_models(_without(TEAM_LLAMA, "kind")), f"{WHERE}: kind: required"),
         (_models(_with(TEAM_LLAMA, kind="vision")),
-         f"{WHERE}: kind: unknown kind 'vision' (expected chat, completion or embedding)"),
+         f"{WHERE}: kind: unknown kind 'vision' (expected chat, completion, embedding, speech "
+         "or transcription)"),
         (_models(_without(TEAM_LLAMA, "context_length")), f"{WHERE}: context_length: required"),
         (_models(_with(TEAM_LLAMA, context_length="8192")),
          f"{WHERE}: context_length: must be an integer of at least 1"),
@@ -337,8 +340,8 @@ SECRET = ("secrets are never written in the catalog file: name the environment v
         (_models(_with(LOCAL, parallel_slots=0)),
          "models[0] (acme-chat): parallel_slots: must be an integer of at least 1"),
         (_models(_with(LOCAL, kind="embeding")),
-         "models[0] (acme-chat): kind: unknown kind 'embeding' (expected chat, completion or "
-         "embedding)"),
+         "models[0] (acme-chat): kind: unknown kind 'embeding' (expected chat, completion, "
+         "embedding, speech or transcription)"),
         (_models(_with(LOCAL, api_key="x")), f"models[0] (acme-chat): api_key: {SECRET}"),
     ],
 )  # fmt: skip
@@ -370,7 +373,7 @@ def test_a_malformed_file_is_refused_when_the_catalog_loads(catalog_file):
             selectors.catalog_load()
     assert str(refusal.value) == (
         f"PLUGSKY_CATALOG_FILE {path}: {WHERE}: kind: unknown kind 'vision' "
-        "(expected chat, completion or embedding)"
+        "(expected chat, completion, embedding, speech or transcription)"
     )
 
 

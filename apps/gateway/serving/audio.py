@@ -18,6 +18,7 @@ from apps.billing.pricing import MICROS_PER_DOLLAR, audio_cost_micros
 from apps.catalog.entries import CatalogEntry, Kind
 from apps.catalog.selectors import catalog_model
 from apps.gateway.metering import Meter, meter_open
+from apps.gateway.serving.audio_routes import AudioRoute, audio_routes, first_served
 from apps.gateway.serving.common import CallContext
 from apps.gateway.serving.generation import close_meter_safely, settle_failure, settled_on_failure
 from apps.protocol import errors
@@ -98,43 +99,61 @@ async def speak(request: SpeechRequest, ctx: CallContext) -> Speech:
         raise errors.invalid_value(
             "stream_format 'sse' is not supported; use 'audio'.", param="stream_format"
         )
+    routes = await audio_routes(entry)
     characters = len(request.input)
+    # The hold covers the dearest route; the call is charged at the one that answers.
     meter = await audio_meter_open(
         ctx=ctx, entry=entry, endpoint="audio.speech", units=characters, is_stream=True
     )
-    usage = Usage(prompt_tokens=characters)
-    pcm = local_engine().speak_stream(entry, request.input, speed=request.speed)
-    # The first sentence is synthesized before the response starts, so a failure to load or
-    # synthesize still gets its own status (and leaves no hold).
-    first = await settled_on_failure(meter, Usage(), _first(pcm))
+
+    async def attempt(route: AudioRoute) -> AsyncGenerator[bytes, None]:
+        # The first audio exists before the response starts, so a failure to load or
+        # synthesize still gets its own status (and leaves no hold), or falls back.
+        if route.upstream is None:
+            pcm = local_engine().speak_stream(
+                entry, request.input, voice=request.voice, speed=request.speed
+            )
+            return _encoded(pcm, await _first(pcm), request.response_format)
+        passed = route.upstream.speech(_upstream_speech_body(request))
+        return _chained(await _first(passed), passed)
+
+    audio, route = await settled_on_failure(meter, Usage(), first_served(routes, attempt))
+    usage = Usage(
+        prompt_tokens=characters,
+        provider=route.provider,
+        route_index=route.index,
+        upstream_model=route.upstream_model,
+    )
     return Speech(
-        _encoded(pcm, first, request.response_format, meter, usage),
+        _settled(audio, meter, usage),
         CONTENT_TYPES[request.response_format],
-        audio_cost_micros(entry=entry, units=characters),
+        audio_cost_micros(entry=entry, units=characters, route_index=route.index),
     )
 
 
-async def _first(pcm: AsyncIterator[bytes]) -> bytes:
+def _upstream_speech_body(request: SpeechRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "input": request.input,
+        "voice": request.voice,
+        "response_format": request.response_format,
+        "speed": request.speed,
+    }
+    if request.instructions is not None:
+        body["instructions"] = request.instructions
+    return body
+
+
+async def _first(chunks: AsyncIterator[bytes]) -> bytes:
     try:
-        return await anext(pcm)
+        return await anext(chunks)
     except StopAsyncIteration:
         raise ProviderError("The input produced no speech.", status=400, param="input") from None
 
 
 async def _encoded(
-    pcm: AsyncGenerator[bytes, None],
-    first: bytes,
-    response_format: str,
-    meter: Meter,
-    usage: Usage,
+    pcm: AsyncGenerator[bytes, None], first: bytes, response_format: str
 ) -> AsyncGenerator[bytes, None]:
-    """The encoded stream; it settles the call once, however it ends.
-
-    A client that leaves is billed the input (its synthesis had begun). A failure after the
-    first audio is not billed and ends the audio early: encoded audio has no room for an error
-    object, and a stream whose iterator raises is left hanging open by the ASGI server rather
-    than cut off, so the client gets a shorter file instead.
-    """
+    """The engine's PCM in the client's format, as it is synthesized."""
     encoder = speech_encoder(response_format)
     try:
         yield encoder.header() + encoder.feed(first)
@@ -142,6 +161,33 @@ async def _encoded(
             if data := encoder.feed(chunk):
                 yield data
         yield encoder.finish()
+    finally:
+        await pcm.aclose()
+
+
+async def _chained(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """An upstream's audio, already in the client's format, as it arrives."""
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()
+
+
+async def _settled(
+    audio: AsyncGenerator[bytes, None], meter: Meter, usage: Usage
+) -> AsyncGenerator[bytes, None]:
+    """The audio stream; it settles the call once, however it ends.
+
+    A client that leaves is billed the input (its synthesis had begun). A failure after the
+    first audio is not billed and ends the audio early: encoded audio has no room for an error
+    object, and a stream whose iterator raises is left hanging open by the ASGI server rather
+    than cut off, so the client gets a shorter file instead.
+    """
+    try:
+        async for data in audio:
+            yield data
         await close_meter_safely(meter, usage, status=200)
     except Exception as failure:
         logger.warning("speech call %s failed mid-stream: %s", meter.request_id, failure)
@@ -150,7 +196,7 @@ async def _encoded(
         await settle_failure(meter, usage, failure)
         raise
     finally:
-        await pcm.aclose()
+        await audio.aclose()
 
 
 def usage_seconds(seconds: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from apps.gateway.serving.audio import cost_dollars, usage_seconds
 from apps.gateway.serving.transcription import Transcript
+from apps.protocol.audio_languages import language_name
 
 
 def transcript_body(
@@ -24,7 +25,7 @@ def transcript_body(
         return {"text": result["text"], "usage": usage}, "application/json"
     body: dict[str, Any] = {
         "task": result["task"],
-        "language": result["language"],
+        "language": language_name(result["language"]),  # OpenAI names it: "english"
         "duration": result["duration"],
         "text": result["text"],
         "segments": result["segments"],

@@ -1,7 +1,8 @@
 """Uploaded audio (wav, mp3, m4a, ogg, webm, flac …) to 16 kHz mono int16 samples, with PyAV.
 
-Runs in web processes: the gateway needs the exact duration to hold credit, and must refuse
-audio it cannot decode before holding anything. No model is involved.
+Runs in the engine, for the gateway's probe (apps.providers.audio.uploads): the gateway needs
+the exact duration to hold credit, and must refuse audio it cannot decode before holding
+anything. No model is involved.
 """
 
 from __future__ import annotations

