@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.accounts import emails
 from apps.accounts.models import Invitation, Membership, Organization, Role, User
+from apps.accounts.signals import invitation_accepted
 
 _VERIFY_SALT = "plugsky.accounts.verify-email"
 
@@ -272,6 +273,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
     membership, _ = Membership.objects.get_or_create(
         organization=invitation.organization, user=user, defaults={"role": invitation.role}
     )
+    invitation_accepted.send(sender=Invitation, invitation=invitation, membership=membership)
     return membership
 
 

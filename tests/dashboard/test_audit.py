@@ -127,3 +127,38 @@ def test_denied_writes_leave_no_audit_row(client, owner, organization, member, o
     assert Invitation.objects.get(pk=invitation.pk).revoked_at is None
     assert _membership(owner, organization).role == Role.OWNER
     assert Membership.objects.filter(organization=organization).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_accepting_an_invitation_is_audited_as_the_invitee(client, owner, organization, mailoutbox):  # type: ignore[no-untyped-def]
+    import re
+
+    from django.db import transaction
+
+    from apps.accounts.services import invitation_create
+    from tests.factories import make_user
+
+    with transaction.atomic():  # the email goes out on commit
+        invitation_create(
+            organization=organization, email="joiner@example.com", role=Role.ADMIN,
+            invited_by=owner, base_url="http://testserver",
+        )  # fmt: skip
+    link = re.search(r"/accounts/invitations/[^/\s]+/", mailoutbox[-1].body).group(0)
+    invitation = Invitation.objects.get(email="joiner@example.com")
+
+    client.force_login(make_user("someone-else@example.com"))
+    assert client.post(link).status_code == 403  # not the invited address: nothing recorded
+    assert _events(organization) == []
+
+    joiner = make_user("joiner@example.com")
+    client.force_login(joiner)
+    assert client.post(link).status_code == 302
+    assert _events(organization) == [
+        (
+            "joiner@example.com",
+            "",
+            "invite.accepted",
+            f"user_{joiner.pk}",
+            {"invite": f"invite_{invitation.pk}", "role": "admin"},
+        )
+    ]
