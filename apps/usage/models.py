@@ -53,19 +53,11 @@ class UsageRecord(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
-class UsageMinute(models.Model):
-    """Calls per organization, key, endpoint, model, end user and UTC minute.
+class UsageTotals(models.Model):
+    """What a rollup row counts, for one group the usage endpoints can filter or group by."""
 
-    Recomputed from UsageRecords by the rollup task for the minutes before the watermark
-    (UsageRollupState); readers sum these up to it and the records themselves after it, so every
-    figure is exact without a write on the request path. One row per group the usage endpoints can
-    filter or group by, so 1m, 1h and 1d buckets all come from the same rows.
-    """
-
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="usage_minutes"
-    )
-    # No database constraint: a deleted key's rows keep its id until their minute is recomputed.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: a deleted key's rows keep its id until their period is recomputed.
     api_key = models.ForeignKey(
         APIKey,
         on_delete=models.DO_NOTHING,
@@ -77,13 +69,27 @@ class UsageMinute(models.Model):
     endpoint = models.CharField(max_length=32)
     model = models.CharField(max_length=128)
     end_user = models.CharField(max_length=256, blank=True)
-    minute = models.DateTimeField()  # the start of the UTC minute
     requests = models.PositiveIntegerField(default=0)
     # Tokens; for audio, prompt_tokens holds seconds (transcription) or characters (speech).
     prompt_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageMinute(UsageTotals):
+    """Calls per organization, key, endpoint, model, end user and UTC minute.
+
+    Recomputed from UsageRecords by the rollup task for the minutes before the watermark
+    (UsageRollupState); readers sum these up to it and the records themselves after it, so every
+    figure is exact without a write on the request path. One row per group the usage endpoints can
+    filter or group by, so 1m, 1h and 1d buckets all come from the same rows.
+    """
+
+    minute = models.DateTimeField()  # the start of the UTC minute
 
     class Meta:
         constraints = [
@@ -102,32 +108,13 @@ class UsageMinute(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M} {self.organization_id} {self.model}: {self.requests}"
 
 
-class UsageDay(models.Model):
+class UsageDay(UsageTotals):
     """UsageMinute summed per UTC day, for the days the watermark has passed: what day buckets read.
 
     Recomputed from the day's minutes whenever any of them is, in the same transaction.
     """
 
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="usage_days"
-    )
-    api_key = models.ForeignKey(
-        APIKey,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    endpoint = models.CharField(max_length=32)
-    model = models.CharField(max_length=128)
-    end_user = models.CharField(max_length=256, blank=True)
     day_start = models.DateTimeField()  # midnight UTC
-    requests = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    cached_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost_micros = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
