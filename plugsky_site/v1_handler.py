@@ -1,14 +1,14 @@
-"""Django's ASGI handler, trimmed for /v1: one async middleware and no hop to a thread.
+"""Django's ASGI handler, trimmed for /v1: one async middleware and one hop to a thread.
 
 Profiled on a chat call (issue 13), the site's handler spent more of the web process's CPU than
 the call itself. Each of the seven sync middlewares (sessions, CSRF, auth, messages, …) runs
 through `sync_to_async` in a thread of the request's own, which Django creates per request, and
-the `request_started` signal and `response.close()` take two more hops. /v1 needs none of that:
-its views authenticate by key, never use sessions or CSRF, and reach the database only through
-`plugsky_site.db.db_call`, which hands each connection back and clears the query log itself (what
-the signals' receivers do for a request's own thread). So here the chain is
-`apps.gateway.middleware.v1_error_envelope` alone, the Host is still checked and a body's
-length given as CommonMiddleware would, and the request and response stay on the event loop.
+the `request_started` signal takes another hop. /v1 needs none of that: its views authenticate
+by key, never use sessions or CSRF, and reach the database only through `plugsky_site.db.db_call`,
+which hands each connection back and clears the query log itself (what the signals' receivers
+do for a request's own thread). So here the chain is `apps.gateway.middleware.v1_error_envelope`
+alone, the Host is still checked and a body's length given as CommonMiddleware would, and only
+`response.close()` leaves the event loop, for a pooled thread.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import DisallowedHost, RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
@@ -95,7 +96,10 @@ class V1ASGIHandler(ASGIHandler):
                 return
             response = await self._respond_unless_gone(request, receive, send)
             if response is not None:
-                response.close()  # a stream's closers; request_finished finds no connection here
+                # Off the loop, as Django does: `close` sends request_finished, whose receivers
+                # close the calling thread's database connections, and the loop's thread may
+                # hold one (a test's). A pooled thread holds none: db_call handed it back.
+                await sync_to_async(response.close, thread_sensitive=False)()
         finally:
             body_file.close()
 
