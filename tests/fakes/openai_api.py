@@ -98,6 +98,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    client_port: int = 0  # the caller's side of the TCP connection: the same port, the same one
 
 
 class FakeOpenAI:
@@ -116,7 +117,10 @@ class FakeOpenAI:
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
         body = _json_or_none(raw)
-        self.received.append(Received(path=scope["path"], headers=headers, body=body))
+        client_port = scope["client"][1] if scope.get("client") else 0
+        self.received.append(
+            Received(path=scope["path"], headers=headers, body=body, client_port=client_port)
+        )
         refusal = self._refusal(scope["path"], headers, body)
         if refusal is not None:
             await _send_error(send, refusal)

@@ -241,6 +241,16 @@ async def test_chat_yields_the_chunks_with_choices_and_reads_the_usage_chunk(
     )
 
 
+async def test_calls_reuse_one_connection(fake: FakeOpenAI, base_url: str) -> None:
+    # The stream is read past [DONE] to the body's end, so its connection goes back to the pool
+    # rather than being closed half-read (which cost a new TCP connection per call).
+    provider = provider_at(base_url)
+    for _ in range(3):
+        await collected(provider.chat(chat_request(), max_tokens=8, usage=Usage()))
+    ports = {received.client_port for received in fake.received}
+    assert len(fake.received) == 3 and len(ports) == 1 and ports != {0}
+
+
 async def test_n_choices_come_interleaved_by_index(fake: FakeOpenAI, base_url: str) -> None:
     chunks = await collected(
         provider_at(base_url).chat(chat_request(n=2), max_tokens=10, usage=Usage())
