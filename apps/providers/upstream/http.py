@@ -75,7 +75,7 @@ async def opened(
     client = client_for(base_url)
     request = client.build_request("POST", path.lstrip("/"), json=body, headers=headers)
     try:
-        response = await client.send(request, stream=True)
+        response = await _sent(client, request)
     except httpx.TimeoutException as failure:
         raise unreachable(upstream, "timed out", status=504) from failure
     except httpx.TransportError as failure:
@@ -91,6 +91,20 @@ async def opened(
         raise unreachable(upstream, "broke the connection", status=502) from failure
     finally:
         await response.aclose()
+
+
+async def _sent(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """The response's head; a request that met a pooled connection the server had just closed
+    goes once more, on a new connection.
+
+    A server may close a kept-alive connection after a response without saying so (llama.cpp's
+    does, at times), and a request sent on it at that moment gets no answer at all. Reading
+    every stream to its end made connections reusable, and so made this race possible.
+    """
+    try:
+        return await client.send(request, stream=True)
+    except httpx.RemoteProtocolError:
+        return await client.send(request, stream=True)
 
 
 async def read_json(response: httpx.Response, *, upstream: str) -> Any:

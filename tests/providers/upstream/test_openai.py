@@ -3,7 +3,9 @@ llama.cpp server (what an OpenAI-compatible server really streams and counts).""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -724,3 +726,35 @@ async def test_llamacpp_refuses_a_wrong_key(llamacpp: LlamaCppServer) -> None:
     )
 
     assert (error.status, error.code, error.retryable) == (502, "upstream_misconfigured", True)
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_retried_on_a_new_one() -> None:
+    # The server answers a connection's first request and drops its second one unanswered, as a
+    # server that closes a kept-alive connection at the moment a request goes out.
+    choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+    requests_per_connection: list[int] = []
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests_per_connection.append(0)
+        while True:
+            request_head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", request_head, re.IGNORECASE)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            requests_per_connection[-1] += 1
+            if requests_per_connection[-1] > 1:
+                writer.close()
+                return
+            writer.write(head % len(body) + body)
+            await writer.drain()
+
+    server = await asyncio.start_server(connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = provider_at(f"http://127.0.0.1:{port}/v1")
+    async with server:
+        for _ in range(2):
+            chunks = await collected(provider.chat(chat_request(), max_tokens=8, usage=Usage()))
+            assert chunks[0]["choices"][0]["delta"]["content"] == "hi"
+    assert requests_per_connection == [2, 1]  # the dropped request went again, on a new one
