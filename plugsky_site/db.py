@@ -32,12 +32,12 @@ def _call_and_release(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> 
 
 async def db_call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run the sync ORM function `fn` off the event loop; its connection is released after."""
-    if _caller_thread_waits():
+    if caller_thread_waits():
         return await sync_to_async(fn)(*args, **kwargs)
     return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, *args, **kwargs)
 
 
-def _caller_thread_waits() -> bool:
+def caller_thread_waits() -> bool:
     # A synchronous caller (async_to_sync in a Celery worker, Django's test client) is blocked on
     # this coroutine: its thread owns the connection and any open transaction, so the work runs
     # there, to see what that transaction wrote. Never the case under the ASGI server.

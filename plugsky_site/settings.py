@@ -114,7 +114,7 @@ DATABASES["default"]["OPTIONS"] = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-# The cache and the gateway's limits share one bounded pool per process (see redis_pool.py);
+# Two bounded pools per process, the event loop's and the threads' (see redis_pool.py); in each,
 # beyond REDIS_MAX_CONNECTIONS a caller waits up to REDIS_POOL_TIMEOUT_S, then gets a 503 on /v1.
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 32)
 REDIS_POOL_TIMEOUT_S = env_int("REDIS_POOL_TIMEOUT_S", 5)

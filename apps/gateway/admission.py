@@ -26,7 +26,7 @@ from django.conf import settings
 from django.http import HttpResponseBase, StreamingHttpResponse
 
 from apps.protocol import errors
-from plugsky_site.redis_pool import LuaScript, redis_call, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -89,18 +89,18 @@ def _deadline_ms() -> int:
     return int((time.time() + settings.RATE_LIMIT_CONCURRENT_SLOT_TTL_S) * 1000)
 
 
-def _take_slot(key: str, slot_id: str, limit: int) -> bool:
+async def _take_slot(key: str, slot_id: str, limit: int) -> bool:
     now_ms = int(time.time() * 1000)
-    taken = _TAKE_SLOT([key], now_ms, _deadline_ms(), limit, slot_id)
+    taken = await _TAKE_SLOT.run([key], now_ms, _deadline_ms(), limit, slot_id)
     return bool(taken)
 
 
-def _renew_slot(key: str, slot_id: str) -> None:
-    _RENEW_SLOT([key], _deadline_ms(), slot_id)
+async def _renew_slot(key: str, slot_id: str) -> None:
+    await _RENEW_SLOT.run([key], _deadline_ms(), slot_id)
 
 
-def _give_back_slot(key: str, slot_id: str) -> None:
-    redis_client().zrem(key, slot_id)
+async def _give_back_slot(key: str, slot_id: str) -> None:
+    await redis_pipeline(lambda pipeline: pipeline.zrem(key, slot_id))
 
 
 class Admission:
@@ -126,7 +126,7 @@ class Admission:
         """Admit the call for its organization, or raise a 429 when the organization is full."""
         limit = settings.RATE_LIMIT_CONCURRENT_PER_ORG
         key = organization_slots_key(organization_id)
-        if not await redis_call(_take_slot, key, slot_id, limit):
+        if not await _take_slot(key, slot_id, limit):
             raise errors.rate_limit_exceeded(
                 f"Too many concurrent requests for your organization: limit {limit} in flight. "
                 "Please try again when one of them has finished.",
@@ -144,7 +144,7 @@ class Admission:
             _in_flight.give_back()
         if self._organization_slot is not None:
             try:
-                await redis_call(_give_back_slot, *self._organization_slot)
+                await _give_back_slot(*self._organization_slot)
             except redis.RedisError:
                 logger.warning("organization slot not given back; it expires", exc_info=True)
 
@@ -181,7 +181,7 @@ class Admission:
             return
         self._renewed_at = time.monotonic()
         try:
-            await redis_call(_renew_slot, *self._organization_slot)
+            await _renew_slot(*self._organization_slot)
         except redis.RedisError:
             logger.warning("organization slot not renewed", exc_info=True)
 

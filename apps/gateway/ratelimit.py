@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
 from apps.protocol import errors
-from plugsky_site.redis_pool import LuaScript, redis_call, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_pipeline
 
 WINDOW_S = 60
 
@@ -95,20 +96,22 @@ def _window() -> tuple[int, float]:
     return window, (window + 1) * WINDOW_S - now
 
 
-def _count_request(key_id: int, limit: int) -> Allowance:
+async def _count_request(key_id: int, limit: int) -> Allowance:
     window, reset_s = _window()
     counter = f"plugsky:ratelimit:{key_id}:{window}"
-    pipeline = redis_client().pipeline()
-    pipeline.incr(counter)
-    pipeline.expire(counter, WINDOW_S * 2)
-    used, _ = pipeline.execute()
+
+    def queue(pipeline: Any) -> None:
+        pipeline.incr(counter)
+        pipeline.expire(counter, WINDOW_S * 2)
+
+    used, _ = await redis_pipeline(queue, transaction=True)
     return Allowance("requests", limit=limit, remaining=limit - int(used), reset_s=reset_s)
 
 
-def _take_tokens(key_id: int, tokens: int, limit: int) -> tuple[bool, Allowance]:
+async def _take_tokens(key_id: int, tokens: int, limit: int) -> tuple[bool, Allowance]:
     window, reset_s = _window()
     counter = f"plugsky:ratelimit:tokens:{key_id}:{window}"
-    admitted, used = _TAKE_TOKENS([counter], tokens, limit, WINDOW_S * 2)
+    admitted, used = await _TAKE_TOKENS.run([counter], tokens, limit, WINDOW_S * 2)
     allowance = Allowance("tokens", limit=limit, remaining=limit - int(used), reset_s=reset_s)
     return bool(admitted), allowance
 
@@ -120,7 +123,7 @@ def _retry_after_s(allowance: Allowance) -> int:
 async def rate_limit_take(*, key_id: int) -> Allowance:
     """Count one request for the key, or raise a 429 when its minute is used up."""
     limit = settings.RATE_LIMIT_REQUESTS_PER_MINUTE
-    allowance = await redis_call(_count_request, key_id, limit)
+    allowance = await _count_request(key_id, limit)
     _record(allowance)
     if allowance.remaining < 0:
         retry_after = _retry_after_s(allowance)
@@ -142,7 +145,7 @@ async def rate_limit_tokens_take(*, key_id: int | None, tokens: int) -> None:
     if key_id is None:
         return
     limit = settings.RATE_LIMIT_TOKENS_PER_MINUTE
-    admitted, allowance = await redis_call(_take_tokens, key_id, tokens, limit)
+    admitted, allowance = await _take_tokens(key_id, tokens, limit)
     _record(allowance)
     if admitted:
         return

@@ -20,7 +20,7 @@ from apps.keys import secrets
 from apps.keys.cache import REVOKED, UNKNOWN, identity_cache_key, touched_cache_key
 from apps.keys.models import APIKey
 from plugsky_site.db import db_call
-from plugsky_site.redis_pool import redis_client
+from plugsky_site.redis_pool import redis_pipeline
 
 _MISSING_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -94,18 +94,24 @@ def _load_identity(digest: str) -> KeyIdentity | str:
     )
 
 
-def authenticate(authorization: str | None, *, api_key: str | None = None) -> KeyIdentity:
-    """The identity behind an `x-api-key` or else an Authorization header, or InvalidAPIKey."""
+async def authenticate_async(
+    authorization: str | None, *, api_key: str | None = None
+) -> KeyIdentity:
+    """The identity behind an `x-api-key` or else an Authorization header, or InvalidAPIKey.
+
+    On the event loop: the cached identity comes in one Redis round trip; the database is read
+    only for a key not cached, and written once per resolution window (`last_used_at`), each in
+    `db_call`, which hands its connection back at once (a stream must not hold one).
+    """
     raw_key = _presented_key(authorization, api_key)
     if raw_key.startswith(secrets.ADMIN_PREFIX):
         raise InvalidAPIKey(_ADMIN_KEY_MESSAGE)
     if not secrets.is_well_formed(raw_key):
         raise _incorrect(raw_key)
     digest = secrets.digest(raw_key)
-    identity, is_first_use = _cached_identity(digest)
+    identity, is_first_use = await _cached_identity(digest)
     if identity is None:
-        identity = _load_identity(digest)
-        cache.add(identity_cache_key(digest), identity, timeout=settings.API_KEY_CACHE_TTL_S)
+        identity = await db_call(_loaded_identity, digest)
     if identity == REVOKED:
         raise InvalidAPIKey("This API key has been revoked. Create a new key in your dashboard.")
     if not isinstance(identity, KeyIdentity) or not secrets.matches(raw_key, identity.digest):
@@ -114,11 +120,21 @@ def authenticate(authorization: str | None, *, api_key: str | None = None) -> Ke
     if identity.expires_at is not None and identity.expires_at <= now:
         raise InvalidAPIKey("This API key has expired. Create a new key in your dashboard.")
     if is_first_use:  # recorded once per resolution window, not on every request
-        APIKey.objects.filter(pk=identity.key_id).update(last_used_at=now)
+        await db_call(_mark_used, identity.key_id, now)
     return identity
 
 
-def _cached_identity(digest: str) -> tuple[Any, bool]:
+def _loaded_identity(digest: str) -> KeyIdentity | str:
+    identity = _load_identity(digest)
+    cache.add(identity_cache_key(digest), identity, timeout=settings.API_KEY_CACHE_TTL_S)
+    return identity
+
+
+def _mark_used(key_id: int, now: datetime) -> None:
+    APIKey.objects.filter(pk=key_id).update(last_used_at=now)
+
+
+async def _cached_identity(digest: str) -> tuple[Any, bool]:
     """In one Redis round trip: the cached identity of `digest` (None: not cached), and whether
     this is the key's first use in its API_KEY_LAST_USED_RESOLUTION_S window.
 
@@ -126,25 +142,16 @@ def _cached_identity(digest: str) -> tuple[Any, bool]:
     its own (~2 ms of the web process's CPU per request, profiled); the values are still the
     cache's, written by `cache.add`/`cache.set` and read back with its serializer.
     """
-    client = redis_client(settings.CACHES["default"]["LOCATION"])
-    pipeline = client.pipeline(transaction=False)
-    pipeline.get(cache.make_key(identity_cache_key(digest)))
-    pipeline.set(
-        cache.make_key(touched_cache_key(digest)),
-        1,
-        nx=True,
-        ex=settings.API_KEY_LAST_USED_RESOLUTION_S,
-    )
-    cached, is_first_use = pipeline.execute()
+
+    def queue(pipeline: Any) -> None:
+        pipeline.get(cache.make_key(identity_cache_key(digest)))
+        pipeline.set(
+            cache.make_key(touched_cache_key(digest)),
+            1,
+            nx=True,
+            ex=settings.API_KEY_LAST_USED_RESOLUTION_S,
+        )
+
+    url = settings.CACHES["default"]["LOCATION"]
+    cached, is_first_use = await redis_pipeline(queue, url=url)
     return (None if cached is None else _CACHE_VALUES.loads(cached)), bool(is_first_use)
-
-
-async def authenticate_async(
-    authorization: str | None, *, api_key: str | None = None
-) -> KeyIdentity:
-    """`authenticate` off the event loop, its database connection handed back as soon as it is done.
-
-    Under Django's ASGI handler a plain `sync_to_async` call would run on the request's own thread
-    and keep that thread's connection until the request ends (minutes, for a stream).
-    """
-    return await db_call(authenticate, authorization, api_key=api_key)

@@ -418,9 +418,10 @@ def test_300_calls_use_a_bounded_number_of_redis_connections(bounded_server, liv
         responses = _load(bounded_server, raw_key, "/v1/models", count=300, concurrency=50)
     after = _redis_connections()
     assert [response.status_code for response in responses] == [200] * 300
-    assert 1 <= before <= REDIS_MAX
-    assert sampler.peak["redis"] <= REDIS_MAX
-    assert after <= REDIS_MAX
+    # Two pools (the event loop's and the threads', plugsky_site/redis_pool.py), each bounded.
+    assert 1 <= before <= 2 * REDIS_MAX
+    assert sampler.peak["redis"] <= 2 * REDIS_MAX
+    assert after <= 2 * REDIS_MAX
 
 
 @pytest.mark.xdist_group("live")

@@ -115,7 +115,10 @@ async def test_under_asgi_the_lookup_hands_its_connection_back_at_once(live_key,
     calls = _spy_on_db_call(monkeypatch)
     identity = await authenticate_async(f"Bearer {raw_key}")
     assert identity.organization_id == organization.pk
-    assert calls == ["authenticate"]
+    assert calls == ["_loaded_identity", "_mark_used"]
+    # Cached and marked this window: the next call stays on the loop, no database work at all.
+    assert await authenticate_async(f"Bearer {raw_key}") == identity
+    assert calls == ["_loaded_identity", "_mark_used"]
 
 
 def test_under_the_test_client_the_lookup_sees_the_test_transaction(client, api_key):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 
@@ -12,7 +13,7 @@ from apps.accounts.models import Membership, Role
 from apps.accounts.services import membership_add, membership_remove, membership_role_change
 from apps.keys import secrets
 from apps.keys.admin_authentication import authenticate_admin
-from apps.keys.authentication import InvalidAPIKey, authenticate
+from apps.keys.authentication import InvalidAPIKey, authenticate_async
 from apps.keys.models import AdminKey
 from apps.keys.services import admin_key_create, admin_key_revoke
 
@@ -97,7 +98,7 @@ def test_admin_authentication_refuses(header, message, organization):  # type: i
 def test_v1_refuses_an_admin_key(organization, owner):  # type: ignore[no-untyped-def]
     _, raw_key = admin_key_create(organization=organization, created_by=owner, name="x")
     with pytest.raises(InvalidAPIKey, match="only the organization admin API"):
-        authenticate(_bearer(raw_key))
+        async_to_sync(authenticate_async)(_bearer(raw_key))
 
 
 def test_v1_answers_an_admin_key_with_a_401_in_openais_envelope(client, organization, owner):  # type: ignore[no-untyped-def]

@@ -6,8 +6,8 @@ half-open: one probe call is let through (a lease, so a probe whose process died
 when the lease lapses); its success closes the breaker, its failure opens it again.
 
 The state lives in Redis keys with expiry times, so no process's clock is read and a route that
-is no longer called leaves nothing behind. Redis calls run on the shared pool's threads
-(plugsky_site.redis_pool), off the event loop. Redis being down must never turn a working upstream
+is no longer called leaves nothing behind. Redis calls run on the event loop's client
+(plugsky_site.redis_pool). Redis being down must never turn a working upstream
 into an error: the breaker then fails open (every call goes through) and logs once per outage.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ import redis
 from django.conf import settings
 
 from apps.catalog.entries import UpstreamRoute
-from plugsky_site.redis_pool import LuaScript, redis_call, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +100,16 @@ class BreakerPolicy:
 
 
 class FailOpen:
-    """Runs blocking Redis functions off the loop; while Redis is down, answers `fallback`
-    instead and logs the outage once (again after Redis has answered in between)."""
+    """Awaits Redis work; while Redis is down, answers `fallback` instead and logs the outage
+    once (again after Redis has answered in between)."""
 
     def __init__(self, what: str) -> None:
         self._what = what
         self._is_down = False
 
-    async def call(self, fn: Callable[..., T], *args: Any, fallback: T) -> T:
+    async def call(self, work: Awaitable[T], *, fallback: T) -> T:
         try:
-            result = await redis_call(fn, *args)
+            result = await work
         except redis.RedisError as failure:
             if not self._is_down:
                 self._is_down = True
@@ -143,38 +143,43 @@ class CircuitBreaker:
 
     async def allow(self) -> Verdict:
         """Whether a call may go to the route now; in half-open, for one probe only."""
-        return await _redis.call(self._allow, fallback=Verdict.ALLOWED)
+        return await _redis.call(self._allow(), fallback=Verdict.ALLOWED)
 
     async def succeeded(self, *, verdict: Verdict = Verdict.ALLOWED) -> None:
         """The route answered: close the breaker and forget its failures. A call let through
         CLEAN skips the write (one Redis round trip per call saved); a failure another call
         counted meanwhile then stays counted, as it should: that success began before it."""
         if verdict is not Verdict.CLEAN:
-            await _redis.call(self._succeed, fallback=None)
+            await _redis.call(self._succeed(), fallback=None)
 
     async def failed(self) -> None:
         """The route failed (a retryable error): count it, open the breaker at the threshold."""
-        await _redis.call(self._fail, fallback=None)
+        await _redis.call(self._fail(), fallback=None)
 
     async def state(self) -> BreakerState:
-        return await _redis.call(self._state, fallback=BreakerState.CLOSED)
+        return await _redis.call(self._state(), fallback=BreakerState.CLOSED)
 
-    def _allow(self) -> Verdict:
+    async def _allow(self) -> Verdict:
         keys = (self._open, self._tripped, self._probe, self._failures)
         token = secrets.token_hex(8)
-        return Verdict(_ALLOW(keys, token, _ms(self.policy.probe_ttl_s)))
+        return Verdict(await _ALLOW.run(keys, token, _ms(self.policy.probe_ttl_s)))
 
-    def _succeed(self) -> None:
-        redis_client().delete(self._failures, self._open, self._tripped, self._probe)
+    async def _succeed(self) -> None:
+        keys = (self._failures, self._open, self._tripped, self._probe)
+        await redis_pipeline(lambda pipeline: pipeline.delete(*keys))
 
-    def _fail(self) -> None:
+    async def _fail(self) -> None:
         keys = (self._failures, self._open, self._tripped, self._probe)
         policy = self.policy
         args = (policy.failures, _ms(policy.window_s), _ms(policy.cooldown_s), _TRIPPED_TTL_MS)
-        _FAIL(keys, *args)
+        await _FAIL.run(keys, *args)
 
-    def _state(self) -> BreakerState:
-        client = redis_client()
-        if client.exists(self._open):
+    async def _state(self) -> BreakerState:
+        def queue(pipeline: Any) -> None:
+            pipeline.exists(self._open)
+            pipeline.exists(self._tripped)
+
+        is_open, is_tripped = await redis_pipeline(queue)
+        if is_open:
             return BreakerState.OPEN
-        return BreakerState.HALF_OPEN if client.exists(self._tripped) else BreakerState.CLOSED
+        return BreakerState.HALF_OPEN if is_tripped else BreakerState.CLOSED

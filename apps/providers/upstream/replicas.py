@@ -32,7 +32,7 @@ from apps.protocol.openai import ChatCompletionRequest, CompletionRequest, Embed
 from apps.providers.base import Chunk, Embeddings, Provider, Usage
 from apps.providers.upstream.breaker import FailOpen
 from apps.providers.upstream.http import client_for
-from plugsky_site.redis_pool import LuaScript, redis_client
+from plugsky_site.redis_pool import LuaScript, redis_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ async def replica_choose(base_urls: tuple[str, ...], *, affinity_key: str) -> st
     _poll_health(base_urls)
     candidates = [url for url in base_urls if _health_of(url).is_healthy] or list(base_urls)
     ranked = sorted(candidates, key=lambda url: _rendezvous(affinity_key, url), reverse=True)
-    loads = await _redis.call(_in_flight_counts, ranked, fallback=[0] * len(ranked))
+    loads = await _redis.call(_in_flight_counts(ranked), fallback=[0] * len(ranked))
     slack = getattr(settings, "PLUGSKY_REPLICA_AFFINITY_SLACK", AFFINITY_SLACK)
     least = min(loads)
     if loads[0] <= least + slack:
@@ -98,12 +98,12 @@ async def replica_choose(base_urls: tuple[str, ...], *, affinity_key: str) -> st
 async def replica_in_flight(base_url: str) -> AsyncIterator[None]:
     """Count a call to `base_url` as in flight, for every process, while the block runs."""
     member = secrets.token_hex(8)
-    await _redis.call(_enter, base_url, member, fallback=None)
+    await _redis.call(_enter(base_url, member), fallback=None)
     try:
         yield
     finally:
         # Shielded: a cancelled call must still stop counting.
-        await asyncio.shield(_redis.call(_leave, base_url, member, fallback=None))
+        await asyncio.shield(_redis.call(_leave(base_url, member), fallback=None))
 
 
 class InFlightCounted:
@@ -193,14 +193,14 @@ def _rendezvous(affinity_key: str, base_url: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def _in_flight_counts(base_urls: list[str]) -> list[int]:
+async def _in_flight_counts(base_urls: list[str]) -> list[int]:
     keys = [_PREFIX + url for url in base_urls]
-    return [int(count) for count in _COUNT(keys)]
+    return [int(count) for count in await _COUNT.run(keys)]
 
 
-def _enter(base_url: str, member: str) -> None:
-    _ENTER([_PREFIX + base_url], member, IN_FLIGHT_LEASE_S)
+async def _enter(base_url: str, member: str) -> None:
+    await _ENTER.run([_PREFIX + base_url], member, IN_FLIGHT_LEASE_S)
 
 
-def _leave(base_url: str, member: str) -> None:
-    redis_client().zrem(_PREFIX + base_url, member)
+async def _leave(base_url: str, member: str) -> None:
+    await redis_pipeline(lambda pipeline: pipeline.zrem(_PREFIX + base_url, member))
