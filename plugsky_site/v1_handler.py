@@ -1,4 +1,4 @@
-"""Django's ASGI handler, trimmed for /v1: one async middleware and one hop to a thread.
+"""Django's ASGI handler, trimmed for /v1: one async middleware and no hop to a thread.
 
 Profiled on a chat call (issue 13), the site's handler spent more of the web process's CPU than
 the call itself. Each of the seven sync middlewares (sessions, CSRF, auth, messages, …) runs
@@ -8,7 +8,8 @@ by key, never use sessions or CSRF, and reach the database only through `plugsky
 which hands each connection back and clears the query log itself (what the signals' receivers
 do for a request's own thread). So here the chain is `apps.gateway.middleware.v1_error_envelope`
 alone, the Host is still checked and a body's length given as CommonMiddleware would, and only
-`response.close()` leaves the event loop, for a pooled thread.
+`response.close()` may leave the event loop, for a pooled thread, when the loop's thread holds a
+database connection (only ever a test's).
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import DisallowedHost, RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
 from apps.gateway.middleware import envelope_for_status, is_v1_path, v1_error_envelope
 
 logger = logging.getLogger("django.security.DisallowedHost")
+
+
+def _holds_a_database_connection() -> bool:
+    return any(c.connection is not None for c in connections.all(initialized_only=True))
 
 
 def _site_checks(get_response: Any) -> Any:
@@ -95,11 +101,15 @@ class V1ASGIHandler(ASGIHandler):
                 await self.send_response(error_response, send)
                 return
             response = await self._respond_unless_gone(request, receive, send)
-            if response is not None:
-                # Off the loop, as Django does: `close` sends request_finished, whose receivers
-                # close the calling thread's database connections, and the loop's thread may
-                # hold one (a test's). A pooled thread holds none: db_call handed it back.
+            if response is None:
+                pass
+            elif _holds_a_database_connection():
+                # `close` sends request_finished, whose receivers close the calling thread's
+                # database connections: a connection on the loop's thread is a test's, with its
+                # transaction. A pooled thread holds none (db_call handed it back).
                 await sync_to_async(response.close, thread_sensitive=False)()
+            else:
+                response.close()  # under the ASGI server: no thread hop per request
         finally:
             body_file.close()
 
