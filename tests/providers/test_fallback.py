@@ -8,10 +8,10 @@ answers (apps/providers/upstream/http.py), so what is retried here is what the a
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -33,8 +33,8 @@ def _chunk(text: str) -> Chunk:
 
 
 def _answer(status: int, body: dict[str, Any], **headers: str) -> ProviderError:
-    response = httpx.Response(status, json=body, headers=headers)
-    return status_error(response, read_error=_openai_error, upstream="Fake")
+    content = json.dumps(body).encode()
+    return status_error(status, headers, content, read_error=_openai_error, upstream="Fake")
 
 
 def _openai_error(body: Any) -> tuple[str, str | None, str | None]:

@@ -17,12 +17,12 @@ message and `param`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from apps.catalog.entries import CatalogEntry, UpstreamRoute
 from apps.providers.errors import ProviderError
@@ -71,7 +71,7 @@ class OpenAIAudioUpstream:
             read_error=read_error,
             upstream=self._upstream,
         ) as response:
-            async for data in response.aiter_bytes():
+            async for data in response.pieces():
                 if data:
                     yield data
 
@@ -82,7 +82,7 @@ class OpenAIAudioUpstream:
     ) -> UpstreamTranscript:
         """The whole answer of `audio/transcriptions` or `audio/translations` (`path`)."""
         async with self._posted(path, fields=fields, file=file) as response:
-            content = await response.aread()
+            content = await response.read()
             return UpstreamTranscript(
                 content, response.headers.get("content-type", "application/octet-stream")
             )
@@ -104,42 +104,22 @@ class OpenAIAudioUpstream:
                                         param=param)  # fmt: skip
                 yield event
 
-    @asynccontextmanager
-    async def _posted(
+    def _posted(
         self, path: str, *, fields: list[tuple[str, str]], file: tuple[str, bytes, str]
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AbstractAsyncContextManager[http.UpstreamResponse]:
         """POST the form with `model` set to the route's; the response once it is 2xx."""
-        client = http.client_for(self._base_url)
-        form = [("model", self._route.model), *[(k, v) for k, v in fields if k != "model"]]
-        request = client.build_request(
-            "POST", path, data=_form_dict(form), files={"file": file}, headers=self._headers
+        form = aiohttp.FormData()
+        form.add_field("model", self._route.model)
+        for name, value in fields:
+            if name != "model":
+                form.add_field(name, value)  # a field sent several times stays several
+        filename, content, content_type = file
+        form.add_field("file", content, filename=filename, content_type=content_type)
+        return http.opened(
+            self._base_url,
+            path,
+            form=form,
+            headers=self._headers,
+            read_error=read_error,
+            upstream=self._upstream,
         )
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.TimeoutException as failure:
-            raise http.unreachable(self._upstream, "timed out", status=504) from failure
-        except httpx.TransportError as failure:
-            raise http.unreachable(self._upstream, "is unreachable", status=502) from failure
-        try:
-            if response.status_code >= 300:
-                await response.aread()
-                raise http.status_error(response, read_error=read_error, upstream=self._upstream)
-            yield response
-        except httpx.TimeoutException as failure:
-            raise http.unreachable(self._upstream, "timed out", status=504) from failure
-        except httpx.TransportError as failure:
-            raise http.unreachable(self._upstream, "broke the connection", status=502) from failure
-        finally:
-            await response.aclose()
-
-
-def _form_dict(form: list[tuple[str, str]]) -> dict[str, str | list[str]]:
-    """httpx's form: a field sent several times (`timestamp_granularities[]`) as a list."""
-    fields: dict[str, str | list[str]] = {}
-    for name, value in form:
-        if name in fields:
-            previous = fields[name]
-            fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            fields[name] = value
-    return fields

@@ -25,13 +25,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
 from django.conf import settings
 
 from apps.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from apps.providers.base import Chunk, Embeddings, Provider, Usage
+from apps.providers.upstream import http
 from apps.providers.upstream.breaker import FailOpen
-from apps.providers.upstream.http import client_for
 from plugsky_site.redis_pool import LuaScript, redis_pipeline
 
 logger = logging.getLogger(__name__)
@@ -157,11 +156,7 @@ async def _closing(chunks: AsyncIterator[Chunk]) -> AsyncIterator[None]:
 async def replica_health_check(base_url: str) -> bool:
     """Ask the replica's server for its health now and remember the answer."""
     url = base_url.rstrip("/").removesuffix("/v1") + "/health"
-    try:
-        response = await client_for(base_url).get(url, timeout=HEALTH_TIMEOUT_S)
-        is_healthy = response.status_code == 200
-    except httpx.HTTPError:
-        is_healthy = False
+    is_healthy = await http.status_of(url, timeout_s=HEALTH_TIMEOUT_S) == 200
     health = _health_of(base_url)
     if health.is_healthy != is_healthy:
         logger.warning("replica %s is %s", base_url, "healthy" if is_healthy else "unhealthy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -878,7 +879,7 @@ async def test_closing_early_closes_the_connection() -> None:
         stream = provider(base_url).chat(chat(stream=True), max_tokens=9, usage=Usage())
         first = await anext(stream)
         await stream.aclose()  # type: ignore[attr-defined]
-        assert fake.disconnected.wait(timeout=5)
+        assert await asyncio.to_thread(fake.disconnected.wait, 5)
 
     assert choices([first])[0]["delta"]["content"] == "first"
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
-import httpx
+from apps.providers.upstream.http import UpstreamResponse, server_sent_events
 
-from apps.providers.upstream.http import server_sent_events
+
+class _Arriving:
+    """A response body that arrives in the given pieces."""
+
+    def __init__(self, pieces: tuple[bytes, ...]) -> None:
+        self._pieces = pieces
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
 
 
 async def _events(*pieces: bytes) -> list[tuple[str, str]]:
-    async def body() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-
-    response = httpx.Response(200, content=body())
+    response = cast(UpstreamResponse, _Arriving(pieces))
     return [event async for event in server_sent_events(response)]
 
 

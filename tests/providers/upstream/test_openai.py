@@ -493,7 +493,8 @@ async def test_closing_the_iterator_closes_the_upstream_connection(
     await chunks.aclose()  # type: ignore[attr-defined]
 
     assert [chunk["choices"][0]["delta"] for chunk in first] == [{"content": "tick"}] * 2
-    assert fake.disconnected.wait(timeout=5)
+    # Off the loop: the socket is closed by the loop, which a blocking wait would stall.
+    assert await asyncio.to_thread(fake.disconnected.wait, 5)
 
 
 # --- legacy completions and embeddings -------------------------------------------------------
