@@ -38,11 +38,18 @@ def _start_engine(url: str) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen([sys.executable, "-m", "apps.engine"], cwd=embedded.REPO_ROOT)
 
 
-def _listener(host: str, port: int) -> socket.socket:
+def web_listener(host: str, port: int) -> socket.socket:
+    """The web processes' listening socket, to be inherited (`daphne --fd`).
+
+    With TCP_NODELAY, which the connections it accepts inherit (Linux): Twisted never sets it,
+    so a stream's small chunk written while the previous one was unacknowledged waited for the
+    client's delayed ACK (~40 ms; it was most of the first token's delay on the local engine).
+    """
     if ":" in host:
         # Twisted adopts inherited sockets as IPv4 only (its fd: endpoint takes no family).
         raise SystemExit(f"HOST must be an IPv4 address or name, not {host!r}")
     listener = socket.create_server((host, port), backlog=1024)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     listener.set_inheritable(True)
     return listener
 
@@ -81,7 +88,7 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     web_count = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
     engine = _start_engine(engine_url)
-    listener = _listener(host, port)
+    listener = web_listener(host, port)
     processes = [*_start_web(listener, web_count), _start_worker()]
     if engine is not None:
         processes.append(engine)

@@ -8,7 +8,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,12 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from plugsky_site.embedded import REPO_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from plugsky_site.launch import web_listener
 
 
 def _test_database_url() -> str:
@@ -89,7 +83,10 @@ PIDS: dict[str, int] = {}
 
 def run_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Start Daphne on a free port against the test database; yield its base URL."""
-    port = _free_port()
+    # The listening socket `make run` gives its web processes (TCP_NODELAY, backlog 1024:
+    # Twisted's default of 50 overflowed under the fault suite's 200 concurrent connections).
+    listener = web_listener("127.0.0.1", 0)
+    port = listener.getsockname()[1]
     env = {
         **os.environ,
         "DATABASE_URL": _test_database_url(),
@@ -101,13 +98,12 @@ def run_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
         env["PLUGSKY_ENGINE_URL"] = shared_engine_url()
     (REPO_ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
     log = open(REPO_ROOT / "tests" / "artifacts" / f"daphne-{port}.log", "w")  # noqa: SIM115
-    # The listen backlog `make run` uses too (plugsky_site/launch.py): Twisted's default of 50
-    # overflowed under the fault suite's 200 concurrent connections, and the kernel dropped some.
-    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+    fd = listener.fileno()
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-e", endpoint, "plugsky_site.asgi:application"],
-        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "daphne", "--fd", str(fd), "plugsky_site.asgi:application"],
+        env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
     )  # fmt: skip
+    listener.close()  # Daphne holds its own copy
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(base_url, process)

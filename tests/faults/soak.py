@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -46,16 +45,12 @@ SERVER_ENV = {
 
 def server_pid(base_url: str) -> int:
     """The pid of the Daphne process serving `base_url` (started by tests.live.run_server)."""
-    port = urlsplit(base_url).port
-    endpoint = f"tcp:port={port}:".encode()  # the -e argument tests.live.run_server passes
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone, or not a process
-        if b"daphne" in cmdline and any(arg.startswith(endpoint) for arg in cmdline):
-            return int(proc.name)
-    raise LookupError(f"no daphne process on port {port}")
+    from tests.live import PIDS
+
+    try:
+        return PIDS[base_url]
+    except KeyError:
+        raise LookupError(f"no server started at {base_url}") from None
 
 
 def rss_mib(pid: int) -> float:
