@@ -90,8 +90,10 @@ def _new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         # Streams hold a connection each for their whole length: never queue them.
         connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
+        # `connect` covers the name's lookup and the TLS handshake too, as httpx's did; a
+        # socket's connect alone would leave a hanging resolver unbounded.
         timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
+            total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
         ),
         trust_env=False,
         # Bodies are parsed as they arrive: compressing them would only cost both ends CPU. (A

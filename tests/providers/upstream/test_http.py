@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
+import aiohttp.resolver
 import pytest
 
 from apps.providers.errors import ProviderError
@@ -70,6 +71,21 @@ async def test_a_connection_that_cannot_be_made_is_not_tried_twice() -> None:
             await _posted(f"https://127.0.0.1:{port}")
     assert (caught.value.status, caught.value.code) == (502, "upstream_unavailable")
     assert connections == [1]
+
+
+async def test_a_name_that_takes_too_long_to_resolve_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The connect timeout covers the name's lookup, so a resolver that hangs fails over fast.
+    async def hanging(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(aiohttp.resolver.ThreadedResolver, "resolve", hanging)
+    monkeypatch.setattr(http, "CONNECT_TIMEOUT_S", 0.1)
+
+    with pytest.raises(ProviderError) as caught:
+        await asyncio.wait_for(_posted("http://upstream.invalid"), timeout=5)
+    assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
 
 
 async def _empty_object(scope: dict[str, Any], receive: Any, send: Any) -> None:
