@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime
 import json
 import threading
@@ -56,20 +57,48 @@ async def _session() -> AsyncIterator[aiohttp.ClientSession]:
     with _sessions_lock:
         pooled = _sessions.get(loop)
         if pooled is None or pooled.closed:
-            for gone in [known for known in _sessions if known.is_closed()]:
-                del _sessions[gone]  # its connections died with their loop
+            gone = _sessions_of_closed_loops()
             pooled = _sessions[loop] = _new_session()
+        else:
+            gone = []
+    await _closed(gone)
     yield pooled
+
+
+def _sessions_of_closed_loops() -> list[aiohttp.ClientSession]:
+    """Forget the sessions whose loops are closed, for the caller to close. Such a session can no
+    longer close its sockets (they close when collected), but one marked closed is collected
+    without aiohttp logging an error for it."""
+    gone = [loop for loop in _sessions if loop.is_closed()]
+    return [_sessions.pop(loop) for loop in gone]
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    with _sessions_lock:
+        gone = _sessions_of_closed_loops()
+    if gone:
+        asyncio.run(_closed(gone))
+
+
+async def _closed(sessions: list[aiohttp.ClientSession]) -> None:
+    for session in sessions:
+        await session.close()
 
 
 def _new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         # Streams hold a connection each for their whole length: never queue them.
         connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
+        # `connect` covers the name's lookup and the TLS handshake too, as httpx's did; a
+        # socket's connect alone would leave a hanging resolver unbounded.
         timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
+            total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
         ),
         trust_env=False,
+        # Bodies are parsed as they arrive: compressing them would only cost both ends CPU. (A
+        # server that compresses all the same is still decoded.)
+        skip_auto_headers=("Accept-Encoding",),
     )
 
 
@@ -152,10 +181,13 @@ async def _sent(
     A server may close a kept-alive connection after a response without saying so (llama.cpp's
     does, at times), and a request sent on it at that moment gets no answer at all. Reading
     every stream to its end made connections reusable, and so made this race possible. (A
-    multipart form is not sent twice: its parts are read once.)
+    multipart form is not sent twice: its parts are read once.) A connection that could not be
+    made at all is not tried again: it would fail the same way at once.
     """
     try:
         return await client.post(url, data=data, headers=headers)
+    except aiohttp.ClientConnectorError:
+        raise
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
         if not is_resendable:
             raise
