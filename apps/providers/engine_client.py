@@ -257,6 +257,8 @@ class EngineClient:
             except aiohttp.ClientError as failure:
                 raise _broken(failure) from failure
             finally:
+                # The engine sends a stream's last line and the body's end in one write, so a
+                # stream read to its `done` is at its end too.
                 if response.content.at_eof():
                     response.release()  # read to its end: the connection goes back to the pool
                 else:

@@ -134,6 +134,18 @@ async def test_an_error_before_the_first_chunk_is_the_http_status(socket_path: s
         await task
 
 
+async def test_streams_read_to_their_end_share_one_connection(socket_path: str) -> None:
+    server, task = await _engine(ScriptedProvider([_chunk("a")]), socket_path)
+    try:
+        client = EngineClient(f"unix:{socket_path}")
+        for _ in range(3):
+            assert [c async for c in client.chat_stream(NANO, {})] == [_chunk("a")]
+        assert len(server.server_state.connections) == 1  # kept alive, not one per stream
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_a_stream_cut_short_is_a_502_not_a_clean_end(socket_path: str) -> None:
     async def cut_short(scope: Any, receive: Any, send: Any) -> None:
         await receive()
