@@ -45,7 +45,11 @@ def _serve(url: str, preload: tuple[str, ...]) -> int:
         EngineApp(preload=preload),
         **where,
         workers=1,  # uvicorn would read WEB_CONCURRENCY, which is the web tier's
-        http="h11",
+        # httptools and uvloop, not h11 and asyncio's loop: every token crosses this server as
+        # one HTTP chunk, and h11's pure-Python framing cost as much CPU per token as encoding
+        # the chunk (profiled); CPU spent here is CPU llama.cpp's threads do not get.
+        http="httptools",
+        loop="uvloop",
         lifespan="on",
         access_log=False,
         log_level="warning",
