@@ -45,11 +45,7 @@ def _serve(url: str, preload: tuple[str, ...]) -> int:
         EngineApp(preload=preload),
         **where,
         workers=1,  # uvicorn would read WEB_CONCURRENCY, which is the web tier's
-        # httptools and uvloop, not h11 and asyncio's loop: every token crosses this server as
-        # one HTTP chunk, and h11's pure-Python framing cost as much CPU per token as encoding
-        # the chunk (profiled); CPU spent here is CPU llama.cpp's threads do not get.
-        http="httptools",
-        loop="uvloop",
+        http="h11",
         lifespan="on",
         access_log=False,
         log_level="warning",

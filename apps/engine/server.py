@@ -116,7 +116,7 @@ class EngineApp:
         stream = self.provider.chat_stream(
             entry, _body(payload), isolated=bool(payload.get("isolated"))
         )
-        await _stream_response(stream, receive, send, encode=wire.generation_line)
+        await _stream_response(stream, receive, send)
 
     async def _complete(self, scope: Scope, receive: Receive, send: Send) -> None:
         payload = await _json_body(receive)
@@ -124,7 +124,7 @@ class EngineApp:
         stream = self.provider.complete_stream(
             entry, _body(payload), isolated=bool(payload.get("isolated"))
         )
-        await _stream_response(stream, receive, send, encode=wire.generation_line)
+        await _stream_response(stream, receive, send)
 
     async def _embed(self, scope: Scope, receive: Receive, send: Send) -> None:
         payload = await _json_body(receive)
@@ -271,20 +271,9 @@ def _is_audio(entry: CatalogEntry) -> bool:
     return route is not None and route.runtime in AUDIO_RUNTIMES
 
 
-def _chunk_line(chunk: Chunk) -> bytes:
-    return wire.line({"chunk": chunk})
-
-
-async def _stream_response(
-    stream: AsyncIterator[Chunk],
-    receive: Receive,
-    send: Send,
-    *,
-    encode: Callable[[Chunk], bytes] = _chunk_line,
-) -> None:
-    """Stream `stream` as NDJSON lines made by `encode` until it ends or the client goes away,
-    then close it."""
-    pump = asyncio.ensure_future(_pump(stream, send, encode))
+async def _stream_response(stream: AsyncIterator[Chunk], receive: Receive, send: Send) -> None:
+    """Stream `stream` as NDJSON until it ends or the client goes away, then close it."""
+    pump = asyncio.ensure_future(_pump(stream, send))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -298,7 +287,7 @@ async def _stream_response(
         logger.error("engine stream failed", exc_info=pump.exception())
 
 
-async def _pump(stream: AsyncIterator[Chunk], send: Send, encode: Callable[[Chunk], bytes]) -> None:
+async def _pump(stream: AsyncIterator[Chunk], send: Send) -> None:
     try:
         first = await anext(stream)
     except StopAsyncIteration:
@@ -313,10 +302,10 @@ async def _pump(stream: AsyncIterator[Chunk], send: Send, encode: Callable[[Chun
         await _json(send, 500, wire.error_body(_internal_error()))
         return
     await _start_stream(send)
-    await _send_line(send, encode(first))
+    await _send_line(send, {"chunk": first})
     try:
         async for chunk in stream:
-            await _send_line(send, encode(chunk))
+            await _send_line(send, {"chunk": chunk})
     except ProviderError as failure:
         await send({"type": "http.response.body", "body": wire.line(wire.error_body(failure))})
         return
@@ -338,8 +327,8 @@ async def _start_stream(send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
-async def _send_line(send: Send, line: bytes) -> None:
-    await send({"type": "http.response.body", "body": line, "more_body": True})
+async def _send_line(send: Send, value: Any) -> None:
+    await send({"type": "http.response.body", "body": wire.line(value), "more_body": True})
 
 
 async def _json(send: Send, status: int, body: Any) -> None:

@@ -3,12 +3,9 @@
 It has LocalProvider's interface, so the gateway cannot tell the two apart; the models, their
 weights and runtimes live in the engine, never in web processes or Celery workers.
 
-- aiohttp, one pooled session per engine and event loop (a session cannot outlive the loop it
-  was made on); a loop that serves one synchronous caller (a Celery task, the test client) gets a
-  session per call. Not httpx: every token crosses as one NDJSON line, and httpx's per-chunk
-  CPU (httpcore, h11, anyio) was several times aiohttp's (see apps/providers/upstream/http.py).
-  Connecting is bounded by a short timeout: an engine that is down answers
-  ``503 engine_unavailable`` at once, never a hang.
+- One pooled ``httpx.AsyncClient`` per engine and event loop (a client cannot outlive the loop
+  it was made on, and Celery tasks run each on a fresh loop). Connecting is bounded by a short
+  timeout: an engine that is down answers ``503 engine_unavailable`` at once, never a hang.
 - Closing a stream (the gateway does when its client goes away) closes its HTTP response, and
   with it the connection: the engine sees the disconnect and frees the llama.cpp slot.
 - Errors arrive as ProviderError fields (``apps.providers.engine_wire``) and are raised as
@@ -25,10 +22,8 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import httpx
 import numpy as np
 
@@ -38,7 +33,6 @@ from apps.providers.audio import wire as audio_wire
 from apps.providers.errors import ProviderError
 from apps.providers.vision.fetch import ImageError
 from apps.providers.vision.reading import ImageReading
-from plugsky_site.db import caller_thread_waits
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +44,6 @@ CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 300.0
 HEALTH_TIMEOUT_S = 2.0
 MODELS_TTL_S = 5.0
-# Shorter than the engine server's keep-alive (apps/engine/__main__.py), so a pooled connection
-# is never one the engine is closing.
-KEEPALIVE_S = 10.0
 
 
 class EngineClient:
@@ -66,14 +57,10 @@ class EngineClient:
     ) -> None:
         self.url = url
         self._address = wire.engine_address(url)
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
-        )
-        self._health_timeout = aiohttp.ClientTimeout(
-            total=HEALTH_TIMEOUT_S, sock_connect=min(connect_timeout_s, 0.5)
-        )
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._sessions_lock = threading.Lock()
+        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._health_timeout = httpx.Timeout(HEALTH_TIMEOUT_S, connect=min(connect_timeout_s, 0.5))
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._clients_lock = threading.Lock()
         self._models = _ModelList(self._fetch_models_blocking, ttl_s=models_ttl_s)
 
     # -- the provider interface ---------------------------------------------------------------
@@ -156,27 +143,37 @@ class EngineClient:
         """24 kHz mono int16 PCM as it is synthesized, in whole samples; closing it stops the
         synthesis."""
         payload = {"model": entry.id, "input": text, "voice": voice, "speed": speed}
-        async with self._posted(audio_wire.SPEAK_PATH, content=wire.dumps(payload)) as response:
-            await _raise_for_status(response)
+        request = self._client().build_request(
+            "POST", audio_wire.SPEAK_PATH, content=wire.dumps(payload),
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        response = await self._send(request)
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise wire.error_from(_json(response), status=response.status_code)
             # HTTP chunks split samples anywhere: hold back an odd byte for the next chunk.
             odd = b""
-            async for data in response.content.iter_any():
+            async for data in response.aiter_bytes():
                 pcm, odd = _whole_samples(odd + data)
                 if pcm:
                     yield pcm
+        except httpx.TimeoutException as failure:
+            raise _timed_out() from failure
+        except httpx.TransportError as failure:
+            raise _broken(failure) from failure
+        finally:
+            await response.aclose()
 
     # -- health -------------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any] | None:
         """The engine's /healthz body, or None when it does not answer."""
         try:
-            async with (
-                self._session() as session,
-                session.get(self._url(wire.HEALTH_PATH), timeout=self._health_timeout) as response,
-            ):
-                response.raise_for_status()
-                body: dict[str, Any] = json.loads(await response.read())
-        except (TimeoutError, aiohttp.ClientError, ValueError):
+            response = await self._client().get(wire.HEALTH_PATH, timeout=self._health_timeout)
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+        except (httpx.HTTPError, ValueError):
             return None
         self._models.store(body.get("models"))
         return body
@@ -186,7 +183,7 @@ class EngineClient:
             with httpx.Client(
                 base_url=self._address.base_url,
                 transport=httpx.HTTPTransport(uds=self._address.socket_path or None),
-                timeout=HEALTH_TIMEOUT_S,
+                timeout=self._health_timeout,
                 trust_env=False,
             ) as client:
                 response = client.get(wire.HEALTH_PATH)
@@ -199,72 +196,40 @@ class EngineClient:
 
     # -- transport ----------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[aiohttp.ClientSession]:
-        if caller_thread_waits():
-            async with self._new_session() as own:
-                yield own
-            return
+    def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        with self._sessions_lock:
-            pooled = self._sessions.get(loop)
-            if pooled is None or pooled.closed:
-                for gone in [known for known in self._sessions if known.is_closed()]:
-                    del self._sessions[gone]  # its connections died with their loop
-                pooled = self._sessions[loop] = self._new_session()
-        yield pooled
+        with self._clients_lock:
+            client = self._clients.get(loop)
+            if client is None:
+                for gone in [known for known in self._clients if known.is_closed()]:
+                    del self._clients[gone]  # its connections died with their loop
+                client = self._clients[loop] = self._new_client()
+            return client
 
-    def _new_session(self) -> aiohttp.ClientSession:
-        # Every stream holds a connection for its whole length: never queue them here.
-        if self._address.socket_path:
-            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(
-                self._address.socket_path, limit=0, keepalive_timeout=KEEPALIVE_S
-            )
-        else:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
-        return aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=False)
+    def _new_client(self) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(
+            uds=self._address.socket_path or None,
+            # Every stream holds a connection for its whole length: never queue them here.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=64, keepalive_expiry=10
+            ),
+        )
+        return httpx.AsyncClient(
+            base_url=self._address.base_url,
+            transport=transport,
+            timeout=self._timeout,
+            trust_env=False,
+        )
 
-    def _url(self, path: str) -> str:
-        return self._address.base_url + path
-
-    @asynccontextmanager
-    async def _posted(
-        self,
-        path: str,
-        *,
-        content: bytes,
-        params: dict[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The engine's response to a POST, whatever its status, with its errors as
-        ProviderError; closed on exit."""
-        headers = {"content-type": content_type}
-        async with self._session() as session:
-            try:
-                response = await session.post(
-                    self._url(path), data=content, params=params, headers=headers
-                )
-            except aiohttp.ConnectionTimeoutError as failure:
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._client().send(request, stream=True)
+        except httpx.TimeoutException as failure:
+            if isinstance(failure, httpx.ConnectTimeout | httpx.PoolTimeout):
                 raise _unavailable() from failure
-            except TimeoutError as failure:
-                raise _timed_out() from failure
-            except aiohttp.ClientError as failure:
-                raise _unavailable() from failure
-            try:
-                yield response
-            except TimeoutError as failure:
-                raise _timed_out() from failure
-            except aiohttp.ClientError as failure:
-                raise _broken(failure) from failure
-            finally:
-                # The engine sends a stream's last line and the body's end in one write, so a
-                # stream read to its `done` is at its end too.
-                if response.content.at_eof():
-                    response.release()  # read to its end: the connection goes back to the pool
-                else:
-                    # Closing an unfinished response closes its connection: the engine stops
-                    # at once.
-                    response.close()
+            raise _timed_out() from failure
+        except httpx.TransportError as failure:
+            raise _unavailable() from failure
 
     async def _call(
         self,
@@ -274,13 +239,21 @@ class EngineClient:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        async with self._posted(
-            path, content=content, params=params, content_type=content_type
-        ) as response:
-            await _raise_for_status(response)
-            body = _json(await response.read())
-        if body is None:
-            raise _broken("the engine answered with a body that is not JSON")
+        request = self._client().build_request(
+            "POST", path, content=content, params=params, headers={"content-type": content_type}
+        )
+        response = await self._send(request)
+        try:
+            await response.aread()
+        except httpx.TimeoutException as failure:
+            raise _timed_out() from failure
+        except httpx.TransportError as failure:
+            raise _broken(failure) from failure
+        finally:
+            await response.aclose()
+        body = _json(response)
+        if response.status_code != 200:
+            raise wire.error_from(body, status=response.status_code)
         return body
 
     def _stream(self, path: str, payload: dict[str, Any]) -> AsyncGenerator[Chunk, None]:
@@ -295,12 +268,18 @@ class EngineClient:
         content_type: str = "application/json",
     ) -> AsyncGenerator[Chunk, None]:
         """The chunks of an NDJSON stream (engine_wire), raising its errors."""
-        async with self._posted(
-            path, content=content, params=params, content_type=content_type
-        ) as response:
-            await _raise_for_status(response)
-            async for line in _lines(response):
-                message = json.loads(line)
+        request = self._client().build_request(
+            "POST", path, content=content, params=params, headers={"content-type": content_type}
+        )
+        response = await self._send(request)
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise wire.error_from(_json(response), status=response.status_code)
+            async for text in response.aiter_lines():
+                if not text:
+                    continue
+                message = json.loads(text)
                 if "chunk" in message:
                     yield message["chunk"]
                 elif "error" in message:
@@ -308,6 +287,13 @@ class EngineClient:
                 elif message.get("done"):
                     return
             raise _broken("the engine ended the stream before its end")
+        except httpx.TimeoutException as failure:
+            raise _timed_out() from failure
+        except httpx.TransportError as failure:
+            raise _broken(failure) from failure
+        finally:
+            # Closing an unfinished response closes its connection: the engine stops at once.
+            await response.aclose()
 
 
 class _ModelList:
@@ -361,25 +347,9 @@ def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
     return data[:cut], data[cut:]
 
 
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
-    if response.status != 200:
-        raise wire.error_from(_json(await response.read()), status=response.status)
-
-
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body's complete, non-empty lines, split on bytes (json.loads takes bytes: nothing is
-    decoded in Python). A line cut off by the end of the body is not one."""
-    rest = b""
-    async for piece in response.content.iter_any():
-        *lines, rest = (rest + piece).split(b"\n")
-        for line in lines:
-            if line:
-                yield line
-
-
-def _json(content: bytes) -> Any:
+def _json(response: httpx.Response) -> Any:
     try:
-        return json.loads(content)
+        return response.json()
     except ValueError:
         return None
 

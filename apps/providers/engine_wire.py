@@ -2,8 +2,7 @@
 
 Requests are JSON. Generations answer with NDJSON, one object per line:
 
-    {"chunk": {...}}     an engine chunk as LocalProvider yields it; a generation's carries only
-                         what clients read (`generation_line`)
+    {"chunk": {...}}     an engine chunk, exactly as LocalProvider yields it (with `timings`)
     {"error": {...}}     the stream failed after its first chunk; nothing follows
     {"done": true}       the stream ended normally; a stream cut off without it is broken
 
@@ -67,22 +66,6 @@ def dumps(value: Any) -> bytes:
 
 def line(value: Any) -> bytes:
     return dumps(value) + b"\n"
-
-
-# What of a llama.cpp chunk the engine's clients read (apps/providers/local_engine): the rest of
-# what it sends with every token (id, timestamps, six float timings) would be encoded and
-# decoded once per token for nothing.
-_GENERATION_FIELDS = ("choices", "usage", "model")
-_COUNT_FIELDS = ("prompt_n", "cache_n", "predicted_n")  # exact token counts, as they grow
-
-
-def generation_line(chunk: dict[str, Any]) -> bytes:
-    """The NDJSON line of a chat or completion chunk."""
-    kept = {key: chunk[key] for key in _GENERATION_FIELDS if key in chunk}
-    timings = chunk.get("timings")
-    if timings:
-        kept["timings"] = {key: timings[key] for key in _COUNT_FIELDS if key in timings}
-    return line({"chunk": kept})
 
 
 def error_body(error: ProviderError) -> dict[str, Any]:
